@@ -1,0 +1,252 @@
+"""The WSGI middleware: one intercepted path, everything else passed through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from webob import Request, Response
+
+from .auth import BasicAuth
+from .errors import ConfigurationError, PayloadError, StoreUnavailable
+from .handlers import Handler, HandlerFunc, make_handler
+from .model import Bounce, BounceKind
+from .providers import Ignored, PostmarkProvider, Provider
+from .store import DEFAULT_LEASE_SECONDS, Claim, ClaimState, Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("bounce_middleware")
+
+# Postmark payloads are a few KiB; Content dumps stay well below this.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+# Postmark's first retry comes after a minute anyway.
+DEFAULT_RETRY_AFTER = 60
+_READ_CHUNK = 64 * 1024
+
+
+class BounceMiddleware:
+    """Wrap a WSGI app and answer a provider's bounce webhooks on one path.
+
+    Requests to any other path go straight to ``app``. On ``path``, the request
+    is authenticated (HTTP Basic, any of ``credentials``), its body parsed by
+    ``provider`` into a :class:`~bounce_middleware.Bounce`, recorded in
+    ``store`` (if any) and handed to every handler subscribed to its kind.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        path: str,
+        credentials: Iterable[str],
+        handlers: Iterable[HandlerFunc | Handler] = (),
+        store: Store | None = None,
+        provider: Provider | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        # Shown by clients in the credentials prompt; harmless to leave as is.
+        realm: str = "bounce-middleware",
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"path must start with '/', got {path!r}")
+        if max_body_size < 1:
+            raise ConfigurationError("max_body_size must be a positive number of bytes")
+        if '"' in realm or "\\" in realm:
+            raise ConfigurationError("realm must not contain quotes or backslashes")
+        self.app = app
+        self.path = path
+        self.auth = BasicAuth(credentials)
+        self.store = store
+        self.provider: Provider = provider if provider is not None else PostmarkProvider()
+        self.max_body_size = max_body_size
+        self.realm = realm
+        self.retry_after = retry_after
+        self.lease_seconds = lease_seconds
+        self.handlers: list[Handler] = []
+        for handler in handlers:
+            self.add_handler(handler)
+
+    @classmethod
+    def from_settings(
+        cls, app: WSGIApplication, settings: Mapping[str, Any], prefix: str = "bounce."
+    ) -> BounceMiddleware:
+        """Build the middleware from a flat mapping such as Pyramid's ``.ini`` settings.
+
+        See :func:`bounce_middleware.settings.parse_settings` for the keys.
+        """
+        from .settings import parse_settings
+
+        return cls(app, **parse_settings(settings, prefix))
+
+    def add_handler(
+        self,
+        func: HandlerFunc | Handler,
+        *,
+        kinds: Iterable[BounceKind | str] | None = None,
+        name: str | None = None,
+    ) -> Handler:
+        """Register a handler, optionally for some kinds only; names must be unique."""
+        handler = make_handler(func, kinds=kinds, name=name)
+        if any(h.name == handler.name for h in self.handlers):
+            raise ConfigurationError(
+                f"a handler named {handler.name!r} is already registered; "
+                "pass name=... to register another with the same function"
+            )
+        self.handlers.append(handler)
+        return handler
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # The hot path of every request the application serves: one lookup, one compare.
+        if environ.get("PATH_INFO") != self.path:
+            return self.app(environ, start_response)
+        return self.handle(Request(environ))(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request to the bounce path."""
+        if not self.auth.check(request.environ.get("HTTP_AUTHORIZATION")):
+            logger.warning("bounce webhook refused: missing or wrong credentials -> 401")
+            response = _text(401, "authentication required")
+            response.headers["WWW-Authenticate"] = f'Basic realm="{self.realm}", charset="UTF-8"'
+            return response
+        if request.method != "POST":
+            response = _text(405, "only POST is allowed here")
+            response.headers["Allow"] = "POST"
+            return response
+        try:
+            body = read_body(request.environ, self.max_body_size)
+        except BodyTooLarge:
+            logger.warning("bounce webhook refused: body over %d bytes -> 413", self.max_body_size)
+            return _text(413, f"body is larger than {self.max_body_size} bytes")
+        except PayloadError as exc:
+            logger.warning("bounce webhook refused: %s -> 400", exc.reason)
+            return _text(400, exc.reason)
+        try:
+            parsed = self.provider.parse(body)
+        except PayloadError as exc:
+            logger.warning("bounce webhook refused: %s -> 400", exc.reason)
+            return _text(400, exc.reason)
+        if isinstance(parsed, Ignored):
+            logger.info("%s record acknowledged, not dispatched -> 200", parsed.record_type)
+            return _text(200, f"ignored: {parsed.record_type} records are not bounces")
+        return self.dispatch(parsed, body)
+
+    def dispatch(self, bounce: Bounce, body: bytes = b"") -> Response:
+        """Run the handlers for a parsed bounce (through the store, if any) and answer."""
+        wanted = [h for h in self.handlers if h.wants(bounce)]
+        if self.store is None:
+            failed = self._run(bounce, wanted, None)
+            return self._answer(bounce, failed)
+        try:
+            claim = self.store.claim(bounce, body, lease_seconds=self.lease_seconds)
+        except StoreUnavailable:
+            logger.exception("bounce %s: store unavailable -> 503", bounce.key)
+            return self._retry_later("the bounce store is unavailable; retry later")
+        if claim.state is ClaimState.DONE:
+            logger.info("bounce %s already processed -> 200", bounce.key)
+            return _text(200, "already processed")
+        if claim.state is ClaimState.BUSY:
+            logger.info("bounce %s is being processed by another delivery -> 503", bounce.key)
+            return self._retry_later("this event is being processed; retry later")
+        try:
+            failed = self._run(bounce, [h for h in wanted if h.name not in claim.completed], claim)
+        except StoreUnavailable:
+            logger.exception("bounce %s: store unavailable -> 503", bounce.key)
+            self._release(claim, finished=False)
+            return self._retry_later("the bounce store is unavailable; retry later")
+        if not self._release(claim, finished=not failed) and not failed:
+            return self._retry_later("the bounce store is unavailable; retry later")
+        return self._answer(bounce, failed)
+
+    def _run(self, bounce: Bounce, handlers: list[Handler], claim: Claim | None) -> list[str]:
+        failed = []
+        for handler in handlers:
+            try:
+                handler.func(bounce)
+            except Exception:
+                # The traceback is the user's own code; the bounce itself is not logged.
+                logger.exception("bounce %s: handler %s failed", bounce.key, handler.name)
+                failed.append(handler.name)
+                continue
+            if claim is not None and self.store is not None:
+                self.store.complete(claim, handler.name)
+        return failed
+
+    def _release(self, claim: Claim, *, finished: bool) -> bool:
+        assert self.store is not None
+        try:
+            self.store.release(claim, finished=finished)
+        except StoreUnavailable:
+            logger.exception("bounce %s: could not release its claim", claim.key)
+            return False
+        return True
+
+    def _answer(self, bounce: Bounce, failed: list[str]) -> Response:
+        if failed:
+            logger.error(
+                "bounce %s type=%s kind=%s: %d handler(s) failed -> 500",
+                bounce.key,
+                bounce.type,
+                bounce.kind.value,
+                len(failed),
+            )
+            return _text(500, "a handler failed; the event will be retried")
+        logger.info(
+            "bounce %s type=%s kind=%s accepted -> 200", bounce.key, bounce.type, bounce.kind.value
+        )
+        return _text(200, "accepted")
+
+    def _retry_later(self, reason: str) -> Response:
+        response = _text(503, reason)
+        response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
+
+class BodyTooLarge(Exception):
+    """The body is over the configured limit (answered 413)."""
+
+
+def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
+    """Read the request body, never more than ``limit + 1`` bytes from ``wsgi.input``.
+
+    Raises :class:`BodyTooLarge` over the limit, :class:`PayloadError` for a
+    malformed ``Content-Length``.
+    """
+    stream = environ["wsgi.input"]
+    length_header = environ.get("CONTENT_LENGTH") or ""
+    if length_header:
+        if not length_header.isdigit():
+            raise PayloadError("Content-Length is not a number")
+        length = int(length_header)
+        if length > limit:
+            raise BodyTooLarge
+    elif environ.get("wsgi.input_terminated"):
+        # Chunked upload: the server marks the end of input; read past the cap to notice it.
+        length = limit + 1
+    else:
+        # PEP 3333: without Content-Length there is no body we may read.
+        return b""
+    chunks = []
+    remaining = length
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _READ_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(
+        status=status,
+        body=(message + "\n").encode("utf-8"),
+        content_type="text/plain",
+        charset="utf-8",
+    )

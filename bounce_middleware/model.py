@@ -1,0 +1,98 @@
+"""The provider-neutral bounce event."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+
+class BounceKind(enum.StrEnum):
+    """What happened to the message, in terms every provider can be mapped to."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    BLOCKED = "blocked"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    SUBSCRIBE = "subscribe"
+    SUPPRESSED = "suppressed"
+    AUTO_REPLY = "auto_reply"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
+PERMANENT_KINDS = frozenset({BounceKind.HARD, BounceKind.COMPLAINT, BounceKind.SUPPRESSED})
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def freeze(value: Any) -> Any:
+    """Return a read-only deep copy of parsed JSON (dicts become mapping proxies)."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Turn a value made by :func:`freeze` back into plain JSON-serialisable data."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bounce:
+    """One bounce (or complaint, suppression...) reported by a provider.
+
+    Provider-neutral fields come first; the rest are filled where the provider
+    sends them. ``raw`` keeps the parsed payload, read-only.
+    """
+
+    provider: str
+    id: str | None
+    email: str
+    kind: BounceKind
+    type: str
+    type_code: int | None = None
+    name: str = ""
+    description: str = ""
+    details: str = ""
+    tag: str = ""
+    message_id: str | None = None
+    message_stream: str | None = None
+    server_id: int | None = None
+    from_address: str = ""
+    subject: str = ""
+    bounced_at: datetime | None = None
+    inactive: bool = False
+    can_activate: bool = True
+    dump_available: bool = False
+    content: str | None = field(default=None, repr=False)
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, compare=False)
+    body_digest: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def permanent(self) -> bool:
+        """True when the address should be treated as undeliverable until fixed."""
+        return self.kind in PERMANENT_KINDS
+
+    @property
+    def key(self) -> str:
+        """The de-duplication key: provider and event id, or a digest of the body."""
+        if self.id is not None:
+            return f"{self.provider}:{self.id}"
+        digest = (
+            self.body_digest
+            or hashlib.sha256(repr(sorted(thaw(self.raw).items())).encode()).hexdigest()
+        )
+        return f"{self.provider}:sha256:{digest}"

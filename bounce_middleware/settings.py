@@ -1,0 +1,167 @@
+"""The one reader that turns flat configuration into ``BounceMiddleware`` arguments.
+
+Pyramid ``.ini`` settings, Flask config keys and Django's settings dict are
+all translated to a flat mapping and read here, so every adapter accepts the
+same keys with the same meaning and the same error messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .errors import ConfigurationError
+from .handlers import make_handler
+from .model import BounceKind
+from .store import Store, open_store
+
+Converter = Callable[[Any], Any]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A whitespace/newline separated string, or an iterable, as a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, Iterable):
+        return list(value)
+    raise TypeError("expected a list or a whitespace-separated string")
+
+
+def as_int(value: Any) -> int:
+    """An integer, or a string of digits (``_`` allowed as in Python: ``1_048_576``)."""
+    if isinstance(value, bool):
+        raise TypeError("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().replace("_", "").isdigit():
+        return int(value.strip())
+    raise TypeError("expected a whole number")
+
+
+def as_float(value: Any) -> float:
+    """A number, or a string holding one."""
+    if isinstance(value, bool):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def as_bool(value: Any) -> bool:
+    """A bool, or one of true/false/yes/no/on/off/1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    raise TypeError("expected true or false")
+
+
+def resolve(value: Any) -> Any:
+    """Import ``package.module:attr`` or ``package.module.attr``; other values pass through."""
+    if not isinstance(value, str):
+        return value
+    module_name, sep, attr = value.partition(":")
+    if not sep:
+        module_name, _, attr = value.rpartition(".")
+    if not module_name or not attr:
+        raise TypeError(f"{value!r} is not a dotted name")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TypeError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise TypeError(f"{module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+def as_kinds(value: Any) -> frozenset[BounceKind]:
+    """Kind names (``hard soft``) as a set of :class:`BounceKind`."""
+    try:
+        return frozenset(BounceKind(str(k).strip()) for k in as_list(value))
+    except ValueError:
+        known = ", ".join(k.value for k in BounceKind)
+        raise TypeError(f"expected kind names among: {known}") from None
+
+
+def as_store(value: Any) -> Store:
+    """A store URL (``sqlite:///bounces.sqlite3``), a dotted name of a store, or a store."""
+    if isinstance(value, str) and (":///" in value or value.startswith("memory:")):
+        return open_store(value)
+    store = resolve(value)
+    if callable(store) and not hasattr(store, "claim"):
+        store = store()
+    if not hasattr(store, "claim"):
+        raise TypeError("expected a store URL or a store object")
+    return store  # type: ignore[no-any-return]
+
+
+def _handlers(value: Any) -> list[Any]:
+    return [make_handler(resolve(item)) for item in as_list(value)]
+
+
+def _provider(value: Any) -> Any:
+    if isinstance(value, str) and "." not in value and ":" not in value:
+        from .providers import get_provider
+
+        return get_provider(value)
+    return resolve(value)
+
+
+#: Every key the middleware itself reads, with its converter.
+MIDDLEWARE_KEYS: Mapping[str, Converter] = {
+    "path": str,
+    "credentials": as_list,
+    "handlers": _handlers,
+    "store": as_store,
+    "provider": _provider,
+    "max_body_size": as_int,
+    "realm": str,
+    "retry_after": as_int,
+    "lease_seconds": as_float,
+}
+
+
+def parse_settings(
+    settings: Mapping[str, Any],
+    prefix: str = "bounce.",
+    extra: Mapping[str, Converter] | None = None,
+) -> dict[str, Any]:
+    """Read every ``prefix``-ed key of ``settings`` into constructor keyword arguments.
+
+    Keys (after the prefix): ``path``, ``credentials`` (a list, or one string
+    of whitespace/newline separated ``user:password`` entries), ``handlers``
+    (dotted names or callables), ``store`` (a URL like
+    ``sqlite:///bounces.sqlite3``, or a dotted name), ``provider``,
+    ``max_body_size``, ``realm``, ``retry_after`` and ``lease_seconds``.
+    ``extra`` adds an adapter's own keys, returned in the same dict.
+
+    An unknown key, or a value that does not convert, is a
+    :class:`ConfigurationError` naming the key. Keys without the prefix are ignored.
+    """
+    known = {**MIDDLEWARE_KEYS, **(extra or {})}
+    result: dict[str, Any] = {}
+    for full_key, raw in settings.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix) :]
+        if key not in known:
+            raise ConfigurationError(
+                f"unknown setting {full_key!r}; known: {', '.join(prefix + k for k in known)}"
+            )
+        try:
+            result[key] = known[key](raw)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"setting {full_key!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"setting {full_key!r} is invalid: {exc}") from None
+    for required in ("path", "credentials"):
+        if required in MIDDLEWARE_KEYS and required not in result:
+            raise ConfigurationError(f"setting {prefix + required!r} is required")
+    return result

@@ -1,0 +1,192 @@
+"""Stores: remember each accepted bounce and which handlers completed it.
+
+A store is what makes redeliveries safe. The middleware asks it to
+:meth:`~Store.claim` an event before any handler runs; the claim says whether
+the event is new, resumed after a failure, already finished, or being handled
+right now by another delivery. Each handler's success is recorded with
+:meth:`~Store.complete`, and :meth:`~Store.release` ends the claim.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from .errors import ConfigurationError
+from .model import Bounce, BounceKind
+
+# Longer than any sane handler run, shorter than Postmark's later retry gaps
+# (10-15 minutes): a claim left by a crashed worker is taken over by a retry.
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+class ClaimState(enum.Enum):
+    """What a delivery may do with an event."""
+
+    NEW = "new"  #: first delivery: run every handler
+    RESUMED = "resumed"  #: earlier delivery failed or crashed: run the handlers not completed
+    DONE = "done"  #: every handler completed before: run nothing, answer 200
+    BUSY = "busy"  #: another delivery holds the event now: run nothing, answer 503
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of :meth:`Store.claim`; pass it back to ``complete`` and ``release``."""
+
+    key: str
+    state: ClaimState
+    completed: frozenset[str] = frozenset()
+    token: str = ""
+
+    @property
+    def runs_handlers(self) -> bool:
+        """True when this delivery should run the handlers not yet completed."""
+        return self.state in (ClaimState.NEW, ClaimState.RESUMED)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored event, as ``list`` and ``replay`` show it."""
+
+    key: str
+    provider: str
+    email: str
+    kind: BounceKind
+    type: str
+    received_at: datetime
+    finished: bool
+    completed: frozenset[str] = frozenset()
+    body: bytes = field(default=b"", repr=False)
+    attempts: int = 1
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the middleware needs from a store. Raise ``StoreUnavailable`` on failure."""
+
+    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+        """Record the event if new and try to take the right to run its handlers."""
+        ...
+
+    def complete(self, claim: Claim, handler: str) -> None:
+        """Record that one handler finished this event successfully."""
+        ...
+
+    def release(self, claim: Claim, *, finished: bool) -> None:
+        """End a claim; ``finished`` when every wanted handler has completed."""
+        ...
+
+    def records(
+        self,
+        *,
+        kind: BounceKind | None = None,
+        email: str | None = None,
+        unfinished: bool = False,
+        limit: int | None = 100,
+    ) -> Sequence[Record]:
+        """Stored events, newest first, optionally filtered."""
+        ...
+
+
+def new_token() -> str:
+    """A random claim token, so a delivery only releases its own claim."""
+    return secrets.token_hex(8)
+
+
+class MemoryStore:
+    """A store in process memory, for tests and single-process experiments.
+
+    Thread-safe; forgets everything when the process exits.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, Record] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+        """Record the event if new and try to take the right to run its handlers."""
+        key = bounce.key
+        now = time.monotonic()
+        with self._lock:
+            record = self._records.get(key)
+            if record is None:
+                record = Record(
+                    key=key,
+                    provider=bounce.provider,
+                    email=bounce.email,
+                    kind=bounce.kind,
+                    type=bounce.type,
+                    received_at=datetime.now(UTC),
+                    finished=False,
+                    body=body,
+                    attempts=0,
+                )
+                state = ClaimState.NEW
+            elif record.finished:
+                return Claim(key, ClaimState.DONE, record.completed)
+            elif key in self._leases and self._leases[key][1] > now:
+                return Claim(key, ClaimState.BUSY, record.completed)
+            else:
+                state = ClaimState.RESUMED
+            token = new_token()
+            self._leases[key] = (token, now + lease_seconds)
+            self._records[key] = replace(record, attempts=record.attempts + 1)
+            return Claim(key, state, record.completed, token)
+
+    def complete(self, claim: Claim, handler: str) -> None:
+        """Record that one handler finished this event successfully."""
+        with self._lock:
+            record = self._records[claim.key]
+            self._records[claim.key] = replace(record, completed=record.completed | {handler})
+
+    def release(self, claim: Claim, *, finished: bool) -> None:
+        """End a claim; ``finished`` when every wanted handler has completed."""
+        with self._lock:
+            lease = self._leases.get(claim.key)
+            if lease is not None and lease[0] == claim.token:
+                del self._leases[claim.key]
+            if finished:
+                self._records[claim.key] = replace(self._records[claim.key], finished=True)
+
+    def records(
+        self,
+        *,
+        kind: BounceKind | None = None,
+        email: str | None = None,
+        unfinished: bool = False,
+        limit: int | None = 100,
+    ) -> Sequence[Record]:
+        """Stored events, newest first, optionally filtered."""
+        with self._lock:
+            found = [
+                r
+                for r in reversed(self._records.values())
+                if (kind is None or r.kind == kind)
+                and (email is None or r.email.lower() == email.lower())
+                and not (unfinished and r.finished)
+            ]
+        return found if limit is None else found[:limit]
+
+
+def open_store(url: str) -> Store:
+    """Open a store from a URL: ``memory://``, ``sqlite:///relative.sqlite3``,
+    ``sqlite:////absolute.sqlite3`` (SQLAlchemy's convention)."""
+    if url in ("memory:", "memory://"):
+        return MemoryStore()
+    if url.startswith("sqlite:///"):
+        from .sqlite_store import SQLiteStore
+
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise ConfigurationError("store URL sqlite:/// needs a file path after the third slash")
+        return SQLiteStore(path)
+    raise ConfigurationError(
+        f"unsupported store URL {url.split(':', 1)[0]!r}: use memory:// or sqlite:///path"
+    )
