@@ -21,7 +21,7 @@ class BasicAuth:
 
     def __init__(self, credentials: Iterable[str]) -> None:
         if isinstance(credentials, str):
-            credentials = [credentials]
+            credentials = credentials.split()
         expected = []
         for credential in credentials:
             user, sep, password = credential.partition(":")

@@ -65,19 +65,42 @@ def resolve(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     module_name, sep, attr = value.partition(":")
-    if not sep:
-        module_name, _, attr = value.rpartition(".")
-    if not module_name or not attr:
+    if sep:
+        return _getattr_path(_import(module_name, value), attr, value)
+    parts = value.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise TypeError(f"{value!r} is not a dotted name")
+    # Without a colon the module/attribute boundary is unknown: try the longest module first.
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only "this candidate does not exist" means try a shorter one.
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise TypeError(f"cannot import {module_name!r}: {exc}") from None
+            continue
+        return _getattr_path(module, ".".join(parts[split:]), value)
+    raise TypeError(f"cannot import any module of {value!r}")
+
+
+def _import(module_name: str, value: str) -> Any:
+    if not module_name:
         raise TypeError(f"{value!r} is not a dotted name")
     try:
-        target: Any = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise TypeError(f"cannot import {module_name!r}: {exc}") from None
+
+
+def _getattr_path(target: Any, attr: str, value: str) -> Any:
+    if not attr:
+        raise TypeError(f"{value!r} is not a dotted name")
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise TypeError(f"{module_name!r} has no attribute {attr!r}") from None
+            raise TypeError(f"{value!r}: {target!r} has no attribute {part!r}") from None
     return target
 
 
@@ -92,7 +115,7 @@ def as_kinds(value: Any) -> frozenset[BounceKind]:
 
 def as_store(value: Any) -> Store:
     """A store URL (``sqlite:///bounces.sqlite3``), a dotted name of a store, or a store."""
-    if isinstance(value, str) and (":///" in value or value.startswith("memory:")):
+    if isinstance(value, str) and ("://" in value or value.startswith("memory:")):
         return open_store(value)
     store = resolve(value)
     if callable(store) and not hasattr(store, "claim"):
@@ -150,7 +173,7 @@ def parse_settings(
     for full_key, raw in settings.items():
         if not full_key.startswith(prefix):
             continue
-        key = full_key[len(prefix) :]
+        key = full_key[len(prefix) :].lower()
         if key not in known:
             raise ConfigurationError(
                 f"unknown setting {full_key!r}; known: {', '.join(prefix + k for k in known)}"

@@ -42,11 +42,14 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise PayloadError("body is empty; expected a JSON object")
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        raise PayloadError("body is nested too deeply") from None
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 encoded JSON") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PayloadError("body is nested too deeply") from None
     except ValueError as exc:
         if isinstance(exc, PayloadError):
             raise

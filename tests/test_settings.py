@@ -1,0 +1,136 @@
+"""The one settings reader every adapter goes through."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from webtest import TestApp
+
+from bounce_middleware import BounceKind, BounceMiddleware, ConfigurationError, MemoryStore
+from bounce_middleware.settings import as_kinds, parse_settings
+from bounce_middleware.testing import auth_headers, postmark_bounce
+from tests import settings_handlers
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+INI_STYLE = {
+    "bounce.path": "/hooks/postmark",
+    "bounce.credentials": "\n  old:one-password\n  postmark:new-password\n",
+    "bounce.handlers": "tests.settings_handlers:remember\ntests.settings_handlers.Namespace.nested",
+    "bounce.max_body_size": "2048",
+    "bounce.retry_after": "30",
+    "bounce.lease_seconds": "12.5",
+    "bounce.realm": "postmark hooks",
+    "bounce.store": "memory://",
+    "pyramid.reload_templates": "true",  # other prefixes are not ours
+}
+
+
+def test_from_settings_builds_a_working_middleware() -> None:
+    settings_handlers.received.clear()
+    middleware = BounceMiddleware.from_settings(hello, INI_STYLE)
+    assert middleware.path == "/hooks/postmark"
+    assert middleware.max_body_size == 2048
+    assert middleware.retry_after == 30
+    assert middleware.lease_seconds == 12.5
+    assert middleware.realm == "postmark hooks"
+    assert isinstance(middleware.store, MemoryStore)
+    assert [h.name for h in middleware.handlers] == [
+        "tests.settings_handlers.remember",
+        "tests.settings_handlers.Namespace.nested",
+    ]
+    app = TestApp(middleware)
+    for user, password in [("old", "one-password"), ("postmark", "new-password")]:
+        app.post(
+            "/hooks/postmark",
+            json.dumps(postmark_bounce()),
+            headers=auth_headers(user, password),
+            status=200,
+        )
+    assert len(settings_handlers.received) == 4
+    assert app.get("/").text == "hello"
+
+
+def test_already_typed_values_are_accepted() -> None:
+    args = parse_settings(
+        {
+            "x_path": "/b",
+            "x_credentials": ["a:b c"],
+            "x_handlers": [settings_handlers.remember],
+            "x_max_body_size": 10,
+        },
+        prefix="x_",
+    )
+    assert args["credentials"] == ["a:b c"]
+    assert args["max_body_size"] == 10
+    assert args["handlers"][0].func is settings_handlers.remember
+
+
+def test_extra_keys_of_an_adapter() -> None:
+    args = parse_settings(
+        {"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.notify_kinds": "hard soft"},
+        extra={"notify_kinds": as_kinds},
+    )
+    assert args["notify_kinds"] == {BounceKind.HARD, BounceKind.SOFT}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"bounce.path": None}, "'bounce.path' is required"),
+        ({"bounce.credentials": None}, "'bounce.credentials' is required"),
+        ({"bounce.credentails": "a:b"}, "unknown setting 'bounce.credentails'"),
+        ({"bounce.max_body_size": "1MB"}, "'bounce.max_body_size' is invalid"),
+        ({"bounce.max_body_size": True}, "'bounce.max_body_size' is invalid"),
+        ({"bounce.lease_seconds": "soon"}, "'bounce.lease_seconds' is invalid"),
+        ({"bounce.handlers": "nonexistent_module_xyz.handler"}, "'bounce.handlers' is invalid"),
+        ({"bounce.handlers": "tests.settings_handlers:missing"}, "has no attribute"),
+        ({"bounce.handlers": "noseparator"}, "is not a dotted name"),
+        ({"bounce.store": "postgres://db/x"}, "'bounce.store': unsupported store URL"),
+        ({"bounce.store": "tests.settings_handlers:remember"}, "'bounce.store' is invalid"),
+        ({"bounce.provider": "sendgridx"}, "unknown provider 'sendgridx'"),
+    ],
+)
+def test_bad_settings_name_the_key(changes: dict[str, Any], message: str) -> None:
+    settings: dict[str, Any] = {"bounce.path": "/b", "bounce.credentials": "a:b"}
+    for key, value in changes.items():
+        if value is None:
+            del settings[key]
+        else:
+            settings[key] = value
+    with pytest.raises(ConfigurationError) as info:
+        BounceMiddleware.from_settings(hello, settings)
+    assert message in str(info.value)
+
+
+def test_bad_kind_names_the_key() -> None:
+    with pytest.raises(ConfigurationError, match="'bounce.notify_kinds' is invalid"):
+        parse_settings(
+            {"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.notify_kinds": "hardest"},
+            extra={"notify_kinds": as_kinds},
+        )
+
+
+def test_credentials_never_appear_in_errors() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        BounceMiddleware.from_settings(
+            hello, {"bounce.path": "/b", "bounce.credentials": "user-without-password-s3cret"}
+        )
+    assert "s3cret" not in str(info.value)
+
+
+def test_custom_prefix() -> None:
+    middleware = BounceMiddleware.from_settings(
+        hello, {"BOUNCE_PATH": "/b", "BOUNCE_CREDENTIALS": "a:b"}, prefix="BOUNCE_"
+    )
+    assert middleware.path == "/b"
