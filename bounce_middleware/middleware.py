@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from webob import Request, Response
 
@@ -66,6 +67,7 @@ class BounceMiddleware:
         self.realm = realm
         self.retry_after = retry_after
         self.lease_seconds = lease_seconds
+        self._challenge = (("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),)
         self.handlers: list[Handler] = []
         for handler in handlers:
             self.add_handler(handler)
@@ -103,51 +105,55 @@ class BounceMiddleware:
         # The hot path of every request the application serves: one lookup, one compare.
         if environ.get("PATH_INFO") != self.path:
             return self.app(environ, start_response)
-        return self.handle(Request(environ))(environ, start_response)
+        # The bounce path answers straight from the environ: no Request/Response objects,
+        # which cost more than the authentication and parsing themselves.
+        answer = self.process(environ)
+        start_response(answer.status_line, answer.headerlist())
+        return [answer.body]
 
     def handle(self, request: Request) -> Response:
-        """Answer one request to the bounce path."""
-        if not self.auth.check(request.environ.get("HTTP_AUTHORIZATION")):
+        """Answer one request to the bounce path, as a WebOb response."""
+        return self.process(request.environ).to_response()
+
+    def process(self, environ: WSGIEnvironment) -> Answer:
+        """Authenticate, read, parse and dispatch one bounce-path request."""
+        if not self.auth.check(environ.get("HTTP_AUTHORIZATION")):
             logger.warning("bounce webhook refused: missing or wrong credentials -> 401")
-            response = _text(401, "authentication required")
-            response.headers["WWW-Authenticate"] = f'Basic realm="{self.realm}", charset="UTF-8"'
-            return response
-        if request.method != "POST":
-            response = _text(405, "only POST is allowed here")
-            response.headers["Allow"] = "POST"
-            return response
+            return Answer(401, "authentication required", self._challenge)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return Answer(405, "only POST is allowed here", (("Allow", "POST"),))
         try:
-            body = read_body(request.environ, self.max_body_size)
+            body = read_body(environ, self.max_body_size)
         except BodyTooLarge:
             logger.warning("bounce webhook refused: body over %d bytes -> 413", self.max_body_size)
-            return _text(413, f"body is larger than {self.max_body_size} bytes")
+            return Answer(413, f"body is larger than {self.max_body_size} bytes")
         except PayloadError as exc:
             logger.warning("bounce webhook refused: %s -> 400", exc.reason)
-            return _text(400, exc.reason)
+            return Answer(400, exc.reason)
         try:
             parsed = self.provider.parse(body)
         except PayloadError as exc:
             logger.warning("bounce webhook refused: %s -> 400", exc.reason)
-            return _text(400, exc.reason)
+            return Answer(400, exc.reason)
         if isinstance(parsed, Ignored):
             logger.info("%s record acknowledged, not dispatched -> 200", parsed.record_type)
-            return _text(200, f"ignored: {parsed.record_type} records are not bounces")
-        return self.dispatch(parsed, body)
+            return Answer(200, f"ignored: {parsed.record_type} records are not bounces")
+        return self.dispatch(parsed)
 
-    def dispatch(self, bounce: Bounce, body: bytes = b"") -> Response:
+    def dispatch(self, bounce: Bounce) -> Answer:
         """Run the handlers for a parsed bounce (through the store, if any) and answer."""
         wanted = [h for h in self.handlers if h.wants(bounce)]
         if self.store is None:
             failed = self._run(bounce, wanted, None)
             return self._answer(bounce, failed)
         try:
-            claim = self.store.claim(bounce, body, lease_seconds=self.lease_seconds)
+            claim = self.store.claim(bounce, bounce.body, lease_seconds=self.lease_seconds)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
             return self._retry_later("the bounce store is unavailable; retry later")
         if claim.state is ClaimState.DONE:
             logger.info("bounce %s already processed -> 200", bounce.key)
-            return _text(200, "already processed")
+            return Answer(200, "already processed")
         if claim.state is ClaimState.BUSY:
             logger.info("bounce %s is being processed by another delivery -> 503", bounce.key)
             return self._retry_later("this event is being processed; retry later")
@@ -184,7 +190,7 @@ class BounceMiddleware:
             return False
         return True
 
-    def _answer(self, bounce: Bounce, failed: list[str]) -> Response:
+    def _answer(self, bounce: Bounce, failed: list[str]) -> Answer:
         if failed:
             logger.error(
                 "bounce %s type=%s kind=%s: %d handler(s) failed -> 500",
@@ -193,16 +199,43 @@ class BounceMiddleware:
                 bounce.kind.value,
                 len(failed),
             )
-            return _text(500, "a handler failed; the event will be retried")
+            return Answer(500, "a handler failed; the event will be retried")
         logger.info(
             "bounce %s type=%s kind=%s accepted -> 200", bounce.key, bounce.type, bounce.kind.value
         )
-        return _text(200, "accepted")
+        return Answer(200, "accepted")
 
-    def _retry_later(self, reason: str) -> Response:
-        response = _text(503, reason)
-        response.headers["Retry-After"] = str(self.retry_after)
-        return response
+    def _retry_later(self, reason: str) -> Answer:
+        return Answer(503, reason, (("Retry-After", str(self.retry_after)),))
+
+
+_PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+
+class Answer(NamedTuple):
+    """The answer to a bounce-path request: a status and a one-line reason."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def status_line(self) -> str:
+        """``"200 OK"``, as WSGI's ``start_response`` wants it."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+    @property
+    def body(self) -> bytes:
+        """The reason as a ``text/plain`` body of one line."""
+        return (self.reason + "\n").encode("utf-8")
+
+    def headerlist(self) -> list[tuple[str, str]]:
+        """Content-Type, Content-Length and the answer's own headers."""
+        return [_PLAIN_TEXT, ("Content-Length", str(len(self.body))), *self.headers]
+
+    def to_response(self) -> Response:
+        """The same answer as a WebOb response."""
+        return Response(status=self.status_line, headerlist=self.headerlist(), body=self.body)
 
 
 class BodyTooLarge(Exception):
@@ -241,12 +274,3 @@ def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     if len(body) > limit:
         raise BodyTooLarge
     return body
-
-
-def _text(status: int, message: str) -> Response:
-    return Response(
-        status=status,
-        body=(message + "\n").encode("utf-8"),
-        content_type="text/plain",
-        charset="utf-8",
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,25 +29,7 @@ class BounceKind(enum.StrEnum):
 
 PERMANENT_KINDS = frozenset({BounceKind.HARD, BounceKind.COMPLAINT, BounceKind.SUPPRESSED})
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-def freeze(value: Any) -> Any:
-    """Return a read-only deep copy of parsed JSON (dicts become mapping proxies)."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
-def thaw(value: Any) -> Any:
-    """Turn a value made by :func:`freeze` back into plain JSON-serialisable data."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(v) for v in value]
-    return value
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,9 +60,10 @@ class Bounce:
     can_activate: bool = True
     dump_available: bool = False
     content: str | None = field(default=None, repr=False)
-    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, compare=False)
-    body_digest: str | None = field(default=None, repr=False, compare=False)
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
+    raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY_MAPPING, repr=False, compare=False)
+    #: The request body as received; the key of an event without an id is its digest.
+    body: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def permanent(self) -> bool:
@@ -91,8 +75,14 @@ class Bounce:
         """The de-duplication key: provider and event id, or a digest of the body."""
         if self.id is not None:
             return f"{self.provider}:{self.id}"
-        digest = (
-            self.body_digest
-            or hashlib.sha256(repr(sorted(thaw(self.raw).items())).encode()).hexdigest()
-        )
-        return f"{self.provider}:sha256:{digest}"
+        # Retries repeat the body byte for byte; a Bounce built by hand has only ``raw``.
+        content = self.body or json.dumps(self.raw, sort_keys=True, default=_jsonable).encode()
+        return f"{self.provider}:sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")

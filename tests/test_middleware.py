@@ -132,16 +132,26 @@ def test_pass_through_returns_the_apps_iterable_itself(
     assert downstream.calls[0] is environ
 
 
-def test_pass_through_builds_no_request(
+def test_wsgi_calls_build_no_webob_objects(
     middleware: BounceMiddleware, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a Request was built on the pass-through path")
+        raise AssertionError("a WebOb object was built")
 
     monkeypatch.setattr(middleware_module, "Request", forbidden)
-    TestApp(middleware).get("/anything", status=418)
-    with pytest.raises(AssertionError, match="pass-through"):
-        TestApp(middleware).post(PATH, "{}", headers=AUTH)
+    monkeypatch.setattr(middleware_module, "Response", forbidden)
+    app = TestApp(middleware)
+    app.get("/anything", status=418)
+    app.post(PATH, json.dumps(postmark_bounce()), headers=AUTH, status=200)
+    app.post(PATH, "{}", headers=AUTH, status=400)
+
+
+def test_handle_answers_a_webob_request(middleware: BounceMiddleware) -> None:
+    request = Request.blank(PATH, method="POST", headers=AUTH, body=b"[]")
+    response = middleware.handle(request)
+    assert response.status == "400 Bad Request"
+    assert response.content_type == "text/plain"
+    assert response.text == "body is a JSON array; expected an object\n"
 
 
 def test_bounce_path_under_a_script_name_matches_path_info(middleware: BounceMiddleware) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import Bounce
-
-# Real webhook payloads nest two or three levels; anything deeper is not one.
-MAX_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +36,18 @@ def _reject_constant(name: str) -> Any:
     raise PayloadError(f"body is not valid JSON ({name} is not allowed)")
 
 
-def load_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a body that must be a JSON object, with a one-line reason on failure."""
+# Built once (json.loads with options builds a decoder per call). Objects become
+# read-only mappings as the C scanner builds them, with no Python pass over the keys.
+_DECODER = json.JSONDecoder(object_hook=MappingProxyType, parse_constant=_reject_constant)
+
+
+def load_json_object(body: bytes) -> Mapping[str, Any]:
+    """Decode a body that must be a JSON object into a read-only mapping.
+
+    Nested objects are read-only mappings too and arrays are tuples, so the
+    result can be kept on a frozen :class:`~bounce_middleware.Bounce` as it is.
+    Raises :class:`PayloadError` with a one-line reason.
+    """
     if not body.strip():
         raise PayloadError("body is empty; expected a JSON object")
     try:
@@ -47,36 +56,35 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 encoded JSON") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = _DECODER.decode(text)
+        if b"[" in body:  # bounce payloads rarely hold arrays: skip the pass when none can
+            data = _freeze_arrays(data)
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
     except ValueError as exc:
         if isinstance(exc, PayloadError):
             raise
         raise PayloadError("body is not valid JSON") from None
-    if not isinstance(data, dict):
+    if type(data) is not MappingProxyType:
         raise PayloadError(f"body is a JSON {json_type(data)}; expected an object")
-    _check_depth(data)
-    return data
+    frozen: Mapping[str, Any] = data
+    return frozen
 
 
-def _check_depth(data: object) -> None:
-    # Iterative, so a pathological body cannot exhaust the stack here either.
-    stack: list[tuple[object, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise PayloadError("body is nested too deeply")
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+def _freeze_arrays(value: Any) -> Any:
+    if type(value) is list:
+        return tuple(_freeze_arrays(item) for item in value)
+    if type(value) is MappingProxyType:
+        return MappingProxyType({key: _freeze_arrays(item) for key, item in value.items()})
+    return value
 
 
 def json_type(value: object) -> str:
-    """The JSON name of a decoded value's type, for error messages."""
-    if isinstance(value, list):
+    """The JSON name of a decoded (or frozen) value's type, for error messages."""
+    if isinstance(value, list | tuple):
         return "array"
+    if isinstance(value, Mapping):
+        return "object"
     if isinstance(value, str):
         return "string"
     if isinstance(value, bool):

@@ -7,13 +7,13 @@ Field names, types and the Type -> kind table follow Postmark's documentation
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any
 
 from bounce_middleware.errors import PayloadError
-from bounce_middleware.model import Bounce, BounceKind, freeze
+from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
 
 from .base import Ignored, Parsed, json_type, load_json_object
 
@@ -55,36 +55,79 @@ SUPPRESSION_KINDS: Mapping[str, BounceKind] = {
 #: Engagement records that may reach the same URL; acknowledged, never dispatched.
 IGNORED_RECORD_TYPES = frozenset({"Delivery", "Open", "Click"})
 
-T = TypeVar("T")
+_OBJECT = MappingProxyType  # what a JSON object is once frozen by load_json_object
+_JSON_NAMES: Mapping[type, str] = {
+    str: "string",
+    int: "integer",
+    bool: "boolean",
+    _OBJECT: "object",
+}
+
+#: Every Bounce / SpamComplaint field read here, with its JSON type.
+BOUNCE_FIELDS: tuple[tuple[str, type], ...] = (
+    ("RecordType", str),
+    ("ID", int),
+    ("Type", str),
+    ("TypeCode", int),
+    ("Name", str),
+    ("Tag", str),
+    ("MessageID", str),
+    ("ServerID", int),
+    ("ServerId", int),
+    ("MessageStream", str),
+    ("Description", str),
+    ("Details", str),
+    ("Email", str),
+    ("From", str),
+    ("BouncedAt", str),
+    ("DumpAvailable", bool),
+    ("Inactive", bool),
+    ("CanActivate", bool),
+    ("Subject", str),
+    ("Content", str),
+    ("Metadata", _OBJECT),
+)
+BOUNCE_REQUIRED = ("ID", "Type", "Email")
+
+#: Every SubscriptionChange field read here, with its JSON type.
+SUBSCRIPTION_FIELDS: tuple[tuple[str, type], ...] = (
+    ("Recipient", str),
+    ("SuppressSending", bool),
+    ("SuppressionReason", str),
+    ("Origin", str),
+    ("ChangedAt", str),
+    ("Tag", str),
+    ("MessageID", str),
+    ("ServerID", int),
+    ("MessageStream", str),
+    ("Metadata", _OBJECT),
+)
+SUBSCRIPTION_REQUIRED = ("Recipient", "SuppressSending")
 
 
-def _optional(data: Mapping[str, Any], name: str, kind: type[T]) -> T | None:
+def _validate(
+    data: Mapping[str, Any], fields: tuple[tuple[str, type], ...], required: tuple[str, ...]
+) -> None:
+    # One pass with exact type checks: JSON decoding yields exactly these types, and
+    # `type(True) is not int`, so a boolean never passes for an integer field.
     # JSON null counts as absent: Postmark sends null for fields it has no value for.
-    value = data.get(name)
-    if value is None:
-        return None
-    # bool is a subclass of int; a JSON true is never a valid integer field.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PayloadError(f"field {name} must be a {_JSON_NAMES[kind]}, not a {json_type(value)}")
-    return value
-
-
-def _required(data: Mapping[str, Any], name: str, kind: type[T]) -> T:
-    value = _optional(data, name, kind)
-    if value is None:
-        raise PayloadError(f"required field {name} is missing")
-    return value
-
-
-_JSON_NAMES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", dict: "object"}
-
-
-def _str(data: Mapping[str, Any], name: str) -> str:
-    return _optional(data, name, str) or ""
+    get = data.get
+    for name in required:
+        if get(name) is None:
+            raise PayloadError(f"required field {name} is missing")
+    for name, kind in fields:
+        value = get(name)
+        if type(value) is not kind and value is not None:
+            raise PayloadError(
+                f"field {name} must be a {_JSON_NAMES[kind]}, not a {json_type(value)}"
+            )
+    metadata = get("Metadata")
+    if metadata and not all(type(v) is str for v in metadata.values()):
+        raise PayloadError("field Metadata must map names to strings")
 
 
 def _timestamp(data: Mapping[str, Any], name: str) -> datetime | None:
-    text = _optional(data, name, str)
+    text = data.get(name)
     if not text:
         return None
     try:
@@ -93,14 +136,6 @@ def _timestamp(data: Mapping[str, Any], name: str) -> datetime | None:
     except ValueError:
         raise PayloadError(f"field {name} is not an ISO 8601 timestamp") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _metadata(data: Mapping[str, Any]) -> Mapping[str, str]:
-    meta = _optional(data, "Metadata", dict) or {}
-    if not all(isinstance(v, str) for v in meta.values()):
-        raise PayloadError("field Metadata must map names to strings")
-    frozen: Mapping[str, str] = freeze(meta)
-    return frozen
 
 
 def _is_inbound(data: Mapping[str, Any]) -> bool:
@@ -115,8 +150,7 @@ class PostmarkProvider:
     def parse(self, body: bytes) -> Parsed:
         """Return a Bounce, or Ignored for engagement records; raise PayloadError otherwise."""
         data = load_json_object(body)
-        digest = hashlib.sha256(body).hexdigest()
-        record_type = _optional(data, "RecordType", str)
+        record_type = data.get("RecordType")
         if record_type is None:
             if _is_inbound(data):
                 raise PayloadError(
@@ -124,78 +158,76 @@ class PostmarkProvider:
                     "point Postmark's inbound webhook at another URL"
                 )
             record_type = "Bounce"  # 2010-era payloads carry no RecordType
+        elif type(record_type) is not str:
+            raise PayloadError(f"field RecordType must be a string, not a {json_type(record_type)}")
         if record_type in ("Bounce", "SpamComplaint"):
-            return self._bounce(data, digest)
+            return self._bounce(data, body)
         if record_type == "SubscriptionChange":
-            return self._subscription_change(data, digest)
+            return self._subscription_change(data, body)
         if record_type == "Inbound" or _is_inbound(data):
             raise PayloadError("this is an inbound e-mail, not a bounce")
         return Ignored(record_type)
 
-    def _bounce(self, data: dict[str, Any], digest: str) -> Bounce:
-        type_ = _required(data, "Type", str)
-        event_id = _required(data, "ID", int)
-        email = _required(data, "Email", str)
-        server_id = _optional(data, "ServerID", int)
-        if server_id is None:
-            server_id = _optional(data, "ServerId", int)
-        can_activate = _optional(data, "CanActivate", bool)
+    def _bounce(self, data: Mapping[str, Any], body: bytes) -> Bounce:
+        _validate(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
+        get = data.get
+        type_: str = data["Type"]
+        server_id = get("ServerID")
+        can_activate = get("CanActivate")
         return Bounce(
             provider=self.name,
-            id=str(event_id),
-            email=email,
+            id=str(data["ID"]),
+            email=data["Email"],
             kind=TYPE_KINDS.get(type_, BounceKind.UNKNOWN),
             type=type_,
-            type_code=_optional(data, "TypeCode", int),
-            name=_str(data, "Name"),
-            description=_str(data, "Description"),
-            details=_str(data, "Details"),
-            tag=_str(data, "Tag"),
-            message_id=_optional(data, "MessageID", str),
-            message_stream=_optional(data, "MessageStream", str),
-            server_id=server_id,
-            from_address=_str(data, "From"),
-            subject=_str(data, "Subject"),
+            type_code=get("TypeCode"),
+            name=get("Name") or "",
+            description=get("Description") or "",
+            details=get("Details") or "",
+            tag=get("Tag") or "",
+            message_id=get("MessageID"),
+            message_stream=get("MessageStream"),
+            server_id=server_id if server_id is not None else get("ServerId"),
+            from_address=get("From") or "",
+            subject=get("Subject") or "",
             bounced_at=_timestamp(data, "BouncedAt"),
-            inactive=bool(_optional(data, "Inactive", bool)),
+            inactive=bool(get("Inactive")),
             can_activate=True if can_activate is None else can_activate,
-            dump_available=bool(_optional(data, "DumpAvailable", bool)),
-            content=_optional(data, "Content", str),
-            metadata=_metadata(data),
-            raw=freeze(data),
-            body_digest=digest,
+            dump_available=bool(get("DumpAvailable")),
+            content=get("Content"),
+            metadata=get("Metadata") or EMPTY_MAPPING,
+            raw=data,
+            body=body,
         )
 
-    def _subscription_change(self, data: dict[str, Any], digest: str) -> Bounce:
-        email = _required(data, "Recipient", str)
-        suppress = _required(data, "SuppressSending", bool)
-        reason = _optional(data, "SuppressionReason", str)
-        origin = _str(data, "Origin")
-        if suppress:
+    def _subscription_change(self, data: Mapping[str, Any], body: bytes) -> Bounce:
+        _validate(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
+        get = data.get
+        reason = get("SuppressionReason")
+        origin = get("Origin") or "Postmark"
+        if data["SuppressSending"]:
             kind = SUPPRESSION_KINDS.get(reason or "", BounceKind.SUPPRESSED)
-            description = (
-                f"Sending suppressed ({reason or 'no reason given'}) by {origin or 'Postmark'}"
-            )
+            description = f"Sending suppressed ({reason or 'no reason given'}) by {origin}"
         else:
             kind = BounceKind.SUBSCRIBE
-            description = f"Sending reactivated by {origin or 'Postmark'}"
+            description = f"Sending reactivated by {origin}"
         return Bounce(
             provider=self.name,
             # SubscriptionChange carries no event id: the key is the body digest.
             id=None,
-            email=email,
+            email=data["Recipient"],
             kind=kind,
             type="SubscriptionChange",
             name=reason or "",
             description=description,
-            tag=_str(data, "Tag"),
-            message_id=_optional(data, "MessageID", str),
-            message_stream=_optional(data, "MessageStream", str),
-            server_id=_optional(data, "ServerID", int),
+            tag=get("Tag") or "",
+            message_id=get("MessageID"),
+            message_stream=get("MessageStream"),
+            server_id=get("ServerID"),
             bounced_at=_timestamp(data, "ChangedAt"),
-            inactive=bool(suppress),
+            inactive=data["SuppressSending"],
             can_activate=kind is not BounceKind.COMPLAINT,
-            metadata=_metadata(data),
-            raw=freeze(data),
-            body_digest=digest,
+            metadata=get("Metadata") or EMPTY_MAPPING,
+            raw=data,
+            body=body,
         )
