@@ -118,7 +118,8 @@ def as_store(value: Any) -> Store:
     if isinstance(value, str) and ("://" in value or value.startswith("memory:")):
         return open_store(value)
     store = resolve(value)
-    if callable(store) and not hasattr(store, "claim"):
+    # A class (whose instances have `claim`) or a factory function: call it.
+    if isinstance(store, type) or (callable(store) and not hasattr(store, "claim")):
         store = store()
     if not hasattr(store, "claim"):
         raise TypeError("expected a store URL or a store object")

@@ -129,6 +129,14 @@ def test_credentials_never_appear_in_errors() -> None:
     assert "s3cret" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "name", ["bounce_middleware:MemoryStore", "bounce_middleware.store.MemoryStore"]
+)
+def test_store_by_dotted_class_name_is_instantiated(name: str) -> None:
+    args = parse_settings({"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.store": name})
+    assert isinstance(args["store"], MemoryStore)
+
+
 def test_custom_prefix() -> None:
     middleware = BounceMiddleware.from_settings(
         hello, {"BOUNCE_PATH": "/b", "BOUNCE_CREDENTIALS": "a:b"}, prefix="BOUNCE_"
