@@ -1,0 +1,57 @@
+"""Put the bounce endpoint in front of Django's WSGI application: the ``wsgi.py`` line.
+
+Either wrap what Django builds::
+
+    application = wrap(get_wsgi_application())
+
+or import this module's :func:`get_wsgi_application` in place of Django's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.core.wsgi import get_wsgi_application as django_wsgi_application
+
+from bounce_middleware.middleware import Answer, BounceMiddleware
+from bounce_middleware.model import Bounce
+
+from .conf import get_config
+from .db import connection_scope
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+APP_NAME = "bounce_middleware.adapters.django"
+
+
+class DjangoBounceMiddleware(BounceMiddleware):
+    """``BounceMiddleware`` whose deliveries handle database connections as Django does.
+
+    Only :meth:`dispatch` differs: the store and the handlers run inside one
+    :func:`~.db.connection_scope`, since Django's ``request_started`` and
+    ``request_finished`` never fire for a request Django does not serve.
+    """
+
+    def dispatch(self, bounce: Bounce) -> Answer:
+        """Run the handlers for a parsed bounce, with Django's connection housekeeping."""
+        with connection_scope():
+            return super().dispatch(bounce)
+
+
+def wrap(application: WSGIApplication) -> DjangoBounceMiddleware:
+    """Wrap Django's WSGI application with the middleware configured by ``BOUNCE_MIDDLEWARE``.
+
+    Call it after Django is set up (``get_wsgi_application()`` does that).
+    Raises ``ImproperlyConfigured`` when the settings are wrong.
+    """
+    if not apps.is_installed(APP_NAME):
+        raise ImproperlyConfigured(f"add {APP_NAME!r} to INSTALLED_APPS to use {__name__}")
+    return DjangoBounceMiddleware(application, **get_config().middleware)
+
+
+def get_wsgi_application() -> DjangoBounceMiddleware:
+    """Django's ``get_wsgi_application()``, wrapped by :func:`wrap`."""
+    return wrap(django_wsgi_application())

@@ -1,0 +1,1 @@
+"""A test-only Django app: a custom user model, login and change-address pages."""

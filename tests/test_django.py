@@ -1,0 +1,380 @@
+"""The Django adapter over HTTP: bounce in, notice out, through Django's real WSGI stack.
+
+The settings (``tests.django_settings``) use a custom user model whose
+``EMAIL_FIELD`` is ``contact_email``. The middleware runs outside Django's
+request transaction, so these tests use ``transactional_db``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from webtest import TestApp
+
+from bounce_middleware.adapters.django.handlers import NAME as NOTIFY
+from bounce_middleware.adapters.django.handlers import add_notices, notify_users, user_ids
+from bounce_middleware.adapters.django.models import BounceEvent, BounceNotice
+from bounce_middleware.adapters.django.store import DjangoStore
+from bounce_middleware.adapters.django.wsgi import get_wsgi_application
+from bounce_middleware.middleware import BounceMiddleware
+from bounce_middleware.model import Bounce, BounceKind
+from bounce_middleware.store import MemoryStore
+from bounce_middleware.testing import auth_headers, postmark_bounce
+from tests.auth_cases import AUTH_CASES, AuthCase, assert_auth_case
+from tests.django_app import handlers as test_handlers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATH = "/postmark/bounce"
+SETTINGS: dict[str, Any] = {
+    "PATH": PATH,
+    "CREDENTIALS": ["postmark:s3cret"],
+    "NOTIFY_KINDS": ["hard", "suppressed"],
+    "ACCOUNT_URL": "account",
+}
+HARD_DESCRIPTION = (
+    "The server was unable to deliver your message (ex: unknown user, mailbox not found)."
+)
+
+
+@pytest.fixture
+def testapp() -> TestApp:
+    """Django's WSGI application wrapped as the README's ``wsgi.py`` does it."""
+    return TestApp(get_wsgi_application())
+
+
+@pytest.fixture
+def ann() -> Any:
+    """A user whose address (``contact_email``) is Ann@Example.com; ``email`` is another one."""
+    return get_user_model().objects.create_user(
+        username="ann",
+        password="ann-pw",
+        contact_email="Ann@Example.com",
+        email="ann-unrelated@example.org",
+    )
+
+
+def post_bounce(testapp: TestApp[Any], payload: dict[str, Any], status: int = 200) -> Any:
+    return testapp.post_json(
+        PATH, payload, headers=auth_headers("postmark", "s3cret"), status=status
+    )
+
+
+def log_in(testapp: TestApp[Any], username: str, password: str) -> Any:
+    """Sign in through the login form; return the page the redirect lands on."""
+    form = testapp.get("/login/").forms["login"]
+    form["username"] = username
+    form["password"] = password
+    return form.submit(status=302).follow()
+
+
+def warnings_in(page: Any) -> list[str]:
+    return re.findall(r'<li class="warning">(.*?)</li>', page.text, re.S)
+
+
+def test_whole_flow(testapp: TestApp, ann: Any) -> None:
+    payload = postmark_bounce(email="ann@example.com")
+    answer = post_bounce(testapp, payload)
+    assert answer.content_type == "text/plain"
+    assert answer.text == "accepted\n"
+
+    event = BounceEvent.objects.get()
+    assert event.key == f"postmark:{payload['ID']}"
+    assert (event.email, event.kind, event.type) == ("ann@example.com", "hard", "HardBounce")
+    assert event.finished
+    assert event.completed_handlers == {NOTIFY}
+    assert event.lease_token == ""
+    notice = BounceNotice.objects.get()
+    assert (notice.user_id, notice.email, notice.shown_at) == (ann.pk, "ann@example.com", None)
+
+    page = log_in(testapp, "ann", "ann-pw")
+    [warning] = warnings_in(page)
+    assert "ann@example.com" in warning
+    assert HARD_DESCRIPTION in warning
+    assert '<a href="/account/">' in warning
+    notice.refresh_from_db()
+    assert notice.shown_at is not None
+
+    assert warnings_in(testapp.get("/")) == []
+    assert warnings_in(testapp.get("/account/")) == []
+
+
+def test_description_is_escaped(testapp: TestApp, ann: Any) -> None:
+    post_bounce(
+        testapp,
+        postmark_bounce(email="ann@example.com", Description='<script>alert("x")</script>'),
+    )
+    [warning] = warnings_in(log_in(testapp, "ann", "ann-pw"))
+    assert "<script>" not in warning
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in warning
+
+
+@override_settings(
+    BOUNCE_MIDDLEWARE={
+        **SETTINGS,
+        "NOTICE_MESSAGE": 'Bounced: {email}! {description} <a href="{account_url}">Fix</a>',
+        "ACCOUNT_URL": "/settings/email/",
+    }
+)
+def test_notice_wording_and_link_are_configurable(ann: Any) -> None:
+    testapp = TestApp(get_wsgi_application())
+    post_bounce(testapp, postmark_bounce(email="ann@example.com", Description="Gone & away."))
+    [warning] = warnings_in(log_in(testapp, "ann", "ann-pw"))
+    assert (
+        warning == 'Bounced: ann@example.com! Gone &amp; away. <a href="/settings/email/">Fix</a>'
+    )
+
+
+@override_settings(BOUNCE_MIDDLEWARE={**SETTINGS, "ACCOUNT_URL": None})
+def test_notice_without_account_url_has_no_link(ann: Any) -> None:
+    testapp = TestApp(get_wsgi_application())
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    [warning] = warnings_in(log_in(testapp, "ann", "ann-pw"))
+    assert "<a " not in warning
+    assert "check your e-mail address" in warning
+
+
+def test_no_notice_after_changing_address(testapp: TestApp, ann: Any) -> None:
+    log_in(testapp, "ann", "ann-pw")
+    form = testapp.get("/account/").forms["address"]  # the page is open...
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))  # ...when the bounce comes
+    form["email"] = "ann@new.example.com"
+    page = form.submit(status=302).follow()
+    assert warnings_in(page) == []
+    assert "Your address was updated." in page.text
+    assert warnings_in(testapp.get("/")) == []
+    assert BounceNotice.objects.get().shown_at is None
+
+
+def test_no_notice_for_a_user_who_changed_address_before_logging_in(
+    testapp: TestApp, ann: Any
+) -> None:
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    ann.contact_email = "ann@fixed.example.com"
+    ann.save()
+    assert warnings_in(log_in(testapp, "ann", "ann-pw")) == []
+
+
+def test_users_are_found_by_email_field_not_email(testapp: TestApp, ann: Any) -> None:
+    post_bounce(testapp, postmark_bounce(email="ann-unrelated@example.org"))
+    assert BounceEvent.objects.get().finished
+    assert not BounceNotice.objects.exists()
+
+
+def test_unknown_address_is_recorded_and_ignored(testapp: TestApp, ann: Any) -> None:
+    post_bounce(testapp, postmark_bounce(email="nobody@example.com"))
+    assert BounceEvent.objects.get().finished
+    assert not BounceNotice.objects.exists()
+    assert warnings_in(log_in(testapp, "ann", "ann-pw")) == []
+
+
+def test_every_user_with_the_address_gets_one_notice(testapp: TestApp, ann: Any) -> None:
+    other = get_user_model().objects.create_user(
+        username="ann2", password="pw", contact_email="ANN@example.COM"
+    )
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    assert set(BounceNotice.objects.values_list("user_id", flat=True)) == {ann.pk, other.pk}
+
+
+def test_kinds_outside_notify_kinds_leave_no_notice(testapp: TestApp, ann: Any) -> None:
+    post_bounce(testapp, postmark_bounce("SoftBounce", email="ann@example.com"))
+    event = BounceEvent.objects.get()
+    assert (event.kind, event.finished) == ("soft", True)
+    assert not BounceNotice.objects.exists()
+
+
+def test_duplicate_delivery_runs_nothing_twice(testapp: TestApp, ann: Any) -> None:
+    payload = postmark_bounce(email="ann@example.com")
+    post_bounce(testapp, payload)
+    answer = post_bounce(testapp, payload)
+    assert answer.text == "already processed\n"
+    assert BounceNotice.objects.count() == 1
+    assert BounceEvent.objects.get().attempts == 1
+
+
+def test_handler_failure_answers_500_and_the_retry_completes(testapp: TestApp, ann: Any) -> None:
+    payload = postmark_bounce(email="ann@example.com")
+    with connection.cursor() as cursor:
+        # A real database failure inside the handler's transaction.
+        cursor.execute(
+            "CREATE TRIGGER fail_notices BEFORE INSERT ON bounce_middleware_bouncenotice "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    post_bounce(testapp, payload, status=500)
+    event = BounceEvent.objects.get()
+    assert (event.finished, event.completed, event.lease_token) == (False, "", "")
+    assert not BounceNotice.objects.exists()
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER fail_notices")
+    assert post_bounce(testapp, payload).text == "accepted\n"
+    event.refresh_from_db()
+    assert (event.finished, event.completed_handlers, event.attempts) == (
+        True,
+        frozenset({NOTIFY}),
+        2,
+    )
+    assert BounceNotice.objects.count() == 1
+
+
+@override_settings(
+    BOUNCE_MIDDLEWARE={**SETTINGS, "HANDLERS": [NOTIFY, "tests.django_app.handlers.flaky"]}
+)
+def test_retry_runs_only_the_handlers_that_failed(ann: Any) -> None:
+    testapp = TestApp(get_wsgi_application())
+    payload = postmark_bounce(email="ann@example.com")
+    test_handlers.failures_left = 1
+    test_handlers.calls.clear()
+    post_bounce(testapp, payload, status=500)
+    assert BounceEvent.objects.get().completed_handlers == {NOTIFY}
+    # Were notify_users run again, it would put this notice back.
+    BounceNotice.objects.all().delete()
+
+    post_bounce(testapp, payload)
+    assert test_handlers.calls == [f"postmark:{payload['ID']}"]
+    assert not BounceNotice.objects.exists()
+    event = BounceEvent.objects.get()
+    assert event.finished
+    assert event.completed_handlers == {NOTIFY, "tests.django_app.handlers.flaky"}
+
+
+def test_delivery_while_another_holds_the_event_answers_503(testapp: TestApp) -> None:
+    payload = postmark_bounce()
+    store = DjangoStore()
+    body = b'{"ID": %d}' % payload["ID"]
+    bounce = Bounce(
+        provider="postmark", id=str(payload["ID"]), email="x@example.com", kind=BounceKind.HARD,
+        type="HardBounce", body=body,
+    )  # fmt: skip
+    store.claim(bounce, body, lease_seconds=300)  # another process, mid-delivery
+    answer = post_bounce(testapp, payload, status=503)
+    assert answer.headers["Retry-After"] == "60"
+
+
+def test_new_bounce_costs_few_queries(testapp: TestApp, ann: Any) -> None:
+    payload = postmark_bounce(email="ann@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        post_bounce(testapp, payload)
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements == [
+        "INSERT",  # claim
+        "BEGIN",  # the handler's transaction: ...
+        "SELECT",  # ... the users with the address
+        "INSERT",  # ... their notices, in one statement
+        "UPDATE",  # ... and the handler's completion
+        "COMMIT",
+        "UPDATE",  # release: finished
+    ]
+
+
+def test_connection_is_closed_after_a_delivery(testapp: TestApp) -> None:
+    # CONN_MAX_AGE = 0, as in Django's own request cycle: nothing stays open.
+    post_bounce(testapp, postmark_bounce())
+    assert connection.connection is None
+
+
+def test_other_paths_reach_django(testapp: TestApp) -> None:
+    assert "Not signed in" in testapp.get("/").text
+    testapp.get("/postmark/bounce/", status=404)
+
+
+def test_get_on_the_bounce_path_is_405(testapp: TestApp) -> None:
+    answer = testapp.get(PATH, headers=auth_headers("postmark", "s3cret"), status=405)
+    assert answer.headers["Allow"] == "POST"
+
+
+def test_malformed_body_is_400(testapp: TestApp) -> None:
+    answer = testapp.post(PATH, "{not json", headers=auth_headers("postmark", "s3cret"), status=400)
+    assert answer.text == "body is not valid JSON\n"
+    assert not BounceEvent.objects.exists()
+
+
+@pytest.mark.parametrize("case", AUTH_CASES, ids=str)
+def test_auth(case: AuthCase, testapp: TestApp) -> None:
+    assert_auth_case(testapp, PATH, case, "postmark", "s3cret")
+
+
+@pytest.fixture
+def admin_app(testapp: TestApp) -> Iterator[TestApp]:
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "boss-pw")
+    form = testapp.get("/admin/login/").forms["login-form"]
+    form["username"], form["password"] = "boss", "boss-pw"
+    form.submit(status=302)
+    yield testapp
+
+
+def test_admin_lists_filters_and_shows_bounces(admin_app: TestApp, ann: Any) -> None:
+    post_bounce(admin_app, postmark_bounce(email="ann@example.com"))
+    post_bounce(admin_app, postmark_bounce("SoftBounce", email="bob@example.com"))
+    url = "/admin/bounce_middleware/bounceevent/"
+    assert "bob@example.com" in admin_app.get(url).text
+    hard = admin_app.get(url, {"kind__exact": "hard"}).text
+    assert "ann@example.com" in hard
+    assert "bob@example.com" not in hard
+    found = admin_app.get(url, {"q": "BOB@"}).text
+    assert "bob@example.com" in found
+    assert "ann@example.com" not in found
+
+    event = BounceEvent.objects.get(email="ann@example.com")
+    detail = admin_app.get(f"{url}{event.pk}/change/").text
+    assert "&quot;Type&quot;: &quot;HardBounce&quot;" in detail
+    assert "<textarea" not in detail  # read-only
+    admin_app.get(f"{url}add/", status=403)
+    notices = admin_app.get("/admin/bounce_middleware/bouncenotice/").text
+    assert "ann@example.com" in notices
+
+
+def test_notice_check_costs_one_query_for_a_user_without_notices(
+    testapp: TestApp, ann: Any
+) -> None:
+    log_in(testapp, "ann", "ann-pw")
+    with CaptureQueriesContext(connection) as queries:
+        testapp.get("/")
+    notice_queries = [q for q in queries.captured_queries if "bouncenotice" in q["sql"]]
+    assert len(notice_queries) == 1
+
+
+def test_notify_users_works_with_the_plain_middleware_and_another_store(ann: Any) -> None:
+    # Outside DjangoBounceMiddleware the handler does the connection housekeeping itself.
+    app = BounceMiddleware(
+        get_wsgi_application(),
+        path=PATH,
+        credentials=["postmark:s3cret"],
+        handlers=[notify_users],
+        store=MemoryStore(),
+    )
+    post_bounce(TestApp(app), postmark_bounce(email="ann@example.com"))
+    assert connection.connection is None
+    assert BounceNotice.objects.get().user_id == ann.pk
+    assert not BounceEvent.objects.exists()
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared-sql", "orm"])
+def test_user_lookup_and_notice_insert(prepared: bool) -> None:
+    # Both paths: the SQL compiled once, and the ORM fallback of other backends.
+    make = get_user_model().objects.create_user
+    wanted = [make(username="a", contact_email="Ann_B@example.com").pk]
+    wanted.append(make(username="b", contact_email="ann_b@EXAMPLE.com").pk)
+    make(username="c", contact_email="annxb@example.com")  # "_" is no wildcard
+    make(username="d", contact_email="ann%b@example.com", email="ann_b@example.com")
+    found = user_ids("default", "ANN_B@example.com", prepared=prepared)
+    assert sorted(found) == sorted(wanted)
+
+    bounce = Bounce(
+        provider="postmark", id="7", email="ann_b@example.com", kind=BounceKind.HARD,
+        type="HardBounce", description="Gone.",
+    )  # fmt: skip
+    add_notices("default", bounce, found, prepared=prepared)
+    add_notices("default", bounce, found, prepared=prepared)  # a redelivery adds nothing
+    notices = BounceNotice.objects.order_by("user_id")
+    assert [(n.user_id, n.event_key, n.kind, n.description) for n in notices] == [
+        (pk, "postmark:7", "hard", "Gone.") for pk in sorted(wanted)
+    ]
+    assert all(n.created_at is not None and n.shown_at is None for n in notices)
