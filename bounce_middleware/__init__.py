@@ -20,6 +20,7 @@ from .errors import (
 from .handlers import Handler
 from .middleware import BounceMiddleware
 from .model import Bounce, BounceKind
+from .sqlite_store import SQLiteStore
 from .store import Claim, ClaimState, MemoryStore, Record, Store, open_store
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "MemoryStore",
     "PayloadError",
     "Record",
+    "SQLiteStore",
     "Store",
     "StoreUnavailable",
     "open_store",

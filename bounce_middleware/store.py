@@ -16,7 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 from .errors import ConfigurationError
 from .model import Bounce, BounceKind
@@ -68,7 +69,30 @@ class Record:
 
 @runtime_checkable
 class Store(Protocol):
-    """What the middleware needs from a store. Raise ``StoreUnavailable`` on failure."""
+    """What the middleware needs from a store.
+
+    The contract every implementation keeps (``tests/test_store.py`` checks it
+    against each shipped store):
+
+    - :meth:`claim` records the event the first time its ``key`` is seen, in
+      the same atomic step as deciding who may run its handlers: of any number
+      of concurrent claims of one new event, across threads and processes,
+      exactly one is ``NEW``; the others are ``BUSY``. A finished event is
+      ``DONE``. An unfinished one whose lease was released, or has expired
+      (its worker crashed), is ``RESUMED`` by the next claim, which takes a new
+      lease of ``lease_seconds``. ``completed`` names the handlers recorded so
+      far; only ``NEW`` and ``RESUMED`` claims carry a token.
+    - :meth:`complete` records one handler's success at once (not at release),
+      so a crash later loses nothing; recording a name twice is harmless.
+    - :meth:`release` marks the event finished if ``finished``, and frees the
+      lease only if the claim's token still holds it: a delivery whose lease
+      expired and was taken over never frees its successor's.
+    - :meth:`records` lists events by first receipt, newest first; ``email``
+      matches case-insensitively, ``unfinished`` keeps events not yet finished.
+    - Any failure to read or write raises
+      :class:`~bounce_middleware.errors.StoreUnavailable` (answered 503 with
+      ``Retry-After``, so the provider retries); nothing else escapes.
+    """
 
     def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
@@ -90,7 +114,7 @@ class Store(Protocol):
         unfinished: bool = False,
         limit: int | None = 100,
     ) -> Sequence[Record]:
-        """Stored events, newest first, optionally filtered."""
+        """Stored events, newest first, optionally filtered; ``limit=None`` for all."""
         ...
 
 
@@ -172,21 +196,57 @@ class MemoryStore:
                 and (email is None or r.email.lower() == email.lower())
                 and not (unfinished and r.finished)
             ]
-        return found if limit is None else found[:limit]
+        return found if limit is None else found[: max(limit, 0)]
+
+    def close(self) -> None:
+        """Nothing to release; present so every shipped store can be closed alike."""
 
 
 def open_store(url: str) -> Store:
-    """Open a store from a URL: ``memory://``, ``sqlite:///relative.sqlite3``,
-    ``sqlite:////absolute.sqlite3`` (SQLAlchemy's convention)."""
+    """Open a store from a URL.
+
+    ``memory://``, or SQLAlchemy's SQLite convention: ``sqlite:///relative.sqlite3``
+    (resolved against the current directory), ``sqlite:////absolute.sqlite3``.
+    A SQLite URL may carry :class:`~bounce_middleware.sqlite_store.SQLiteStore`
+    options as a query: ``?timeout=2`` (seconds to wait for a lock),
+    ``?synchronous=FULL``, ``?mode=ro`` (read-only, for listing).
+    """
     if url in ("memory:", "memory://"):
         return MemoryStore()
     if url.startswith("sqlite:///"):
         from .sqlite_store import SQLiteStore
 
-        path = url[len("sqlite:///") :]
+        path, _, query = url[len("sqlite:///") :].partition("?")
         if not path:
             raise ConfigurationError("store URL sqlite:/// needs a file path after the third slash")
-        return SQLiteStore(path)
+        options = _sqlite_options(query)
+        return SQLiteStore(path, **options)
     raise ConfigurationError(
         f"unsupported store URL {url.split(':', 1)[0]!r}: use memory:// or sqlite:///path"
     )
+
+
+def _sqlite_options(query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ConfigurationError(f"store URL query {query!r} is malformed") from None
+    for name, value in pairs:
+        if name == "timeout":
+            try:
+                options["timeout"] = float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"store URL option timeout={value!r} is not a number of seconds"
+                ) from None
+        elif name == "synchronous":
+            options["synchronous"] = value
+        elif name == "mode" and value in ("ro", "rwc"):
+            options["read_only"] = value == "ro"
+        else:
+            raise ConfigurationError(
+                f"unknown store URL option {name}={value!r}; known: timeout=SECONDS, "
+                "synchronous=NORMAL|FULL, mode=ro"
+            )
+    return options
