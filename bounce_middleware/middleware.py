@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -51,6 +52,9 @@ class BounceMiddleware:
         realm: str = "bounce-middleware",
         retry_after: int = DEFAULT_RETRY_AFTER,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        # Entered around the store and handlers of each delivery: the place for a
+        # framework's per-request housekeeping (e.g. Django's connection handling).
+        scope: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ConfigurationError(f"path must start with '/', got {path!r}")
@@ -67,6 +71,7 @@ class BounceMiddleware:
         self.realm = realm
         self.retry_after = retry_after
         self.lease_seconds = lease_seconds
+        self.scope = scope
         self._challenge = (("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),)
         self.handlers: list[Handler] = []
         for handler in handlers:
@@ -141,7 +146,16 @@ class BounceMiddleware:
         return self.dispatch(parsed)
 
     def dispatch(self, bounce: Bounce) -> Answer:
-        """Run the handlers for a parsed bounce (through the store, if any) and answer."""
+        """Run the handlers for a parsed bounce (through the store, if any) and answer.
+
+        Everything runs inside ``scope()`` when one was given.
+        """
+        if self.scope is None:
+            return self._dispatch(bounce)
+        with self.scope():
+            return self._dispatch(bounce)
+
+    def _dispatch(self, bounce: Bounce) -> Answer:
         wanted = [h for h in self.handlers if h.wants(bounce)]
         if self.store is None:
             failed = self._run(bounce, wanted, None)

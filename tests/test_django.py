@@ -342,7 +342,7 @@ def test_notice_check_costs_one_query_for_a_user_without_notices(
 
 
 def test_notify_users_works_with_the_plain_middleware_and_another_store(ann: Any) -> None:
-    # Outside DjangoBounceMiddleware the handler does the connection housekeeping itself.
+    # Without wrap()'s connection scope the handler does the connection housekeeping itself.
     app = BounceMiddleware(
         get_wsgi_application(),
         path=PATH,

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -464,3 +465,35 @@ def test_testing_payload_factory_by_record_type() -> None:
     assert postmark_payload("Legacy")["BouncedAt"].startswith("2010")
     assert postmark_payload("SubscriptionChange", email="x@y.z")["Recipient"] == "x@y.z"
     assert "FromFull" in postmark_payload("Inbound")
+
+
+def test_scope_surrounds_each_delivery(downstream: DownstreamApp) -> None:
+    events: list[str] = []
+
+    @contextmanager
+    def scope() -> Iterator[None]:
+        events.append("enter")
+        try:
+            yield
+        finally:
+            events.append("exit")
+
+    def handler(bounce: Bounce) -> None:
+        events.append("handler")
+        if bounce.type == "SoftBounce":
+            raise RuntimeError("fails inside the scope")
+
+    app = TestApp(
+        BounceMiddleware(
+            downstream,
+            path=PATH,
+            credentials=[f"{USER}:{PASSWORD}"],
+            handlers=[handler],
+            scope=scope,
+        )
+    )
+    assert post(app, postmark_bounce("HardBounce")).status_int == 200
+    assert post(app, postmark_bounce("SoftBounce")).status_int == 500
+    assert post(app, b"[]").status_int == 400
+    assert post(app, postmark_bounce(), headers=auth_headers(USER, "wrong")).status_int == 401
+    assert events == ["enter", "handler", "exit"] * 2

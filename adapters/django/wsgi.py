@@ -15,8 +15,7 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application as django_wsgi_application
 
-from bounce_middleware.middleware import Answer, BounceMiddleware
-from bounce_middleware.model import Bounce
+from bounce_middleware.middleware import BounceMiddleware
 
 from .conf import get_config
 from .db import connection_scope
@@ -27,21 +26,7 @@ if TYPE_CHECKING:
 APP_NAME = "bounce_middleware.adapters.django"
 
 
-class DjangoBounceMiddleware(BounceMiddleware):
-    """``BounceMiddleware`` whose deliveries handle database connections as Django does.
-
-    Only :meth:`dispatch` differs: the store and the handlers run inside one
-    :func:`~.db.connection_scope`, since Django's ``request_started`` and
-    ``request_finished`` never fire for a request Django does not serve.
-    """
-
-    def dispatch(self, bounce: Bounce) -> Answer:
-        """Run the handlers for a parsed bounce, with Django's connection housekeeping."""
-        with connection_scope():
-            return super().dispatch(bounce)
-
-
-def wrap(application: WSGIApplication) -> DjangoBounceMiddleware:
+def wrap(application: WSGIApplication) -> BounceMiddleware:
     """Wrap Django's WSGI application with the middleware configured by ``BOUNCE_MIDDLEWARE``.
 
     Call it after Django is set up (``get_wsgi_application()`` does that).
@@ -49,9 +34,11 @@ def wrap(application: WSGIApplication) -> DjangoBounceMiddleware:
     """
     if not apps.is_installed(APP_NAME):
         raise ImproperlyConfigured(f"add {APP_NAME!r} to INSTALLED_APPS to use {__name__}")
-    return DjangoBounceMiddleware(application, **get_config().middleware)
+    # Django's request_started/request_finished never fire for a request Django does
+    # not serve: each delivery does their connection housekeeping in connection_scope.
+    return BounceMiddleware(application, scope=connection_scope, **get_config().middleware)
 
 
-def get_wsgi_application() -> DjangoBounceMiddleware:
+def get_wsgi_application() -> BounceMiddleware:
     """Django's ``get_wsgi_application()``, wrapped by :func:`wrap`."""
     return wrap(django_wsgi_application())
