@@ -202,7 +202,7 @@ class SQLAlchemyStore:
     def __init__(self, bind: sa.Engine | Callable[[], orm.Session]) -> None:
         self._factory = _session_factory(bind)
 
-    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         key = bounce.key
         token = new_token()
@@ -221,7 +221,7 @@ class SQLAlchemyStore:
                             attempts=1,
                             lease_token=token,
                             lease_until=time.time() + lease_seconds,
-                            body=body,
+                            body=bounce.body,
                         )
                     )
                 return Claim(key, ClaimState.NEW, frozenset(), token)

@@ -161,7 +161,7 @@ class BounceMiddleware:
             failed = self._run(bounce, wanted, None)
             return self._answer(bounce, failed)
         try:
-            claim = self.store.claim(bounce, bounce.body, lease_seconds=self.lease_seconds)
+            claim = self.store.claim(bounce, lease_seconds=self.lease_seconds)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
             return self._retry_later("the bounce store is unavailable; retry later")

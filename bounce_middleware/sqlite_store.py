@@ -193,7 +193,7 @@ class SQLiteStore:
 
     # -- the Store protocol -------------------------------------------------
 
-    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         key = bounce.key
         token = new_token()
@@ -213,7 +213,7 @@ class SQLiteStore:
                     bounce.kind.value,
                     bounce.type,
                     _timestamp(now),
-                    body,
+                    bounce.body,
                     token,
                     now + lease_seconds,
                 ),

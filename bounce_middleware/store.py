@@ -94,7 +94,7 @@ class Store(Protocol):
       ``Retry-After``, so the provider retries); nothing else escapes.
     """
 
-    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         ...
 
@@ -134,7 +134,7 @@ class MemoryStore:
         self._records: dict[str, Record] = {}
         self._leases: dict[str, tuple[str, float]] = {}
 
-    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         key = bounce.key
         now = time.monotonic()
@@ -149,7 +149,7 @@ class MemoryStore:
                     type=bounce.type,
                     received_at=datetime.now(UTC),
                     finished=False,
-                    body=body,
+                    body=bounce.body,
                     attempts=0,
                 )
                 state = ClaimState.NEW

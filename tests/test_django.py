@@ -253,7 +253,7 @@ def test_delivery_while_another_holds_the_event_answers_503(testapp: TestApp) ->
         provider="postmark", id=str(payload["ID"]), email="x@example.com", kind=BounceKind.HARD,
         type="HardBounce", body=body,
     )  # fmt: skip
-    store.claim(bounce, body, lease_seconds=300)  # another process, mid-delivery
+    store.claim(bounce, lease_seconds=300)  # another process, mid-delivery
     answer = post_bounce(testapp, payload, status=503)
     assert answer.headers["Retry-After"] == "60"
 

@@ -24,7 +24,7 @@ def make_bounce(id: int = 1, email: str = "ann@example.com", kind: str = "hard")
 
 
 def claim(store: DjangoStore, bounce: Bounce, lease_seconds: float = 300) -> Claim:
-    return store.claim(bounce, bounce.body, lease_seconds=lease_seconds)
+    return store.claim(bounce, lease_seconds=lease_seconds)
 
 
 def test_implements_the_protocol() -> None:

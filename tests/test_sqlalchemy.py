@@ -100,21 +100,21 @@ def test_store_follows_the_protocol(store: SQLAlchemyStore) -> None:
 
 def test_claim_lifecycle(store: SQLAlchemyStore) -> None:
     event, body = bounce(email="ann@example.com")
-    first = store.claim(event, body, lease_seconds=60)
+    first = store.claim(event, lease_seconds=60)
     assert first.state is ClaimState.NEW and first.token
-    assert store.claim(event, body, lease_seconds=60).state is ClaimState.BUSY
+    assert store.claim(event, lease_seconds=60).state is ClaimState.BUSY
 
     store.complete(first, "a")
     store.complete(first, "a")  # recording twice is harmless
     store.release(first, finished=False)
 
-    again = store.claim(event, body, lease_seconds=60)
+    again = store.claim(event, lease_seconds=60)
     assert (again.state, again.completed) == (ClaimState.RESUMED, frozenset({"a"}))
     assert again.token != first.token
     store.complete(again, "b")
     store.release(again, finished=True)
 
-    done = store.claim(event, body, lease_seconds=60)
+    done = store.claim(event, lease_seconds=60)
     assert (done.state, done.completed) == (ClaimState.DONE, frozenset({"a", "b"}))
     [record] = store.records()
     assert record.finished and record.attempts == 2 and record.body == body
@@ -123,12 +123,12 @@ def test_claim_lifecycle(store: SQLAlchemyStore) -> None:
 
 def test_expired_lease_is_taken_over(store: SQLAlchemyStore) -> None:
     event, body = bounce()
-    crashed = store.claim(event, body, lease_seconds=0)
-    retry = store.claim(event, body, lease_seconds=60)
+    crashed = store.claim(event, lease_seconds=0)
+    retry = store.claim(event, lease_seconds=60)
     assert retry.state is ClaimState.RESUMED
     # The crashed delivery comes back late: it must not end the new holder's lease.
     store.release(crashed, finished=False)
-    assert store.claim(event, body, lease_seconds=60).state is ClaimState.BUSY
+    assert store.claim(event, lease_seconds=60).state is ClaimState.BUSY
 
 
 def test_records_filters(store: SQLAlchemyStore) -> None:
@@ -138,7 +138,7 @@ def test_records_filters(store: SQLAlchemyStore) -> None:
         ("HardBounce", "b@x.com"),
     ]:
         event, body = bounce(kind, email=email)
-        claim = store.claim(event, body, lease_seconds=60)
+        claim = store.claim(event, lease_seconds=60)
         store.release(claim, finished=email != "a@x.com")
     assert [r.email for r in store.records()] == ["b@x.com", "B@x.com", "a@x.com"]
     assert [r.email for r in store.records(kind=BounceKind.SOFT)] == ["B@x.com"]
@@ -152,7 +152,7 @@ def test_store_unavailable_without_tables(tmp_path: Path) -> None:
     store = SQLAlchemyStore(sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
     event, body = bounce()
     with pytest.raises(StoreUnavailable):
-        store.claim(event, body, lease_seconds=60)
+        store.claim(event, lease_seconds=60)
     with pytest.raises(StoreUnavailable):
         store.records()
 
@@ -160,7 +160,7 @@ def test_store_unavailable_without_tables(tmp_path: Path) -> None:
 def test_store_accepts_a_sessionmaker(engine: sa.Engine) -> None:
     store = SQLAlchemyStore(orm.sessionmaker(bind=engine))
     event, body = bounce()
-    assert store.claim(event, body, lease_seconds=60).state is ClaimState.NEW
+    assert store.claim(event, lease_seconds=60).state is ClaimState.NEW
 
 
 def _claim_in_child(url: str, payload: bytes, start: Any, results: Any) -> None:
@@ -168,7 +168,7 @@ def _claim_in_child(url: str, payload: bytes, start: Any, results: Any) -> None:
     event = PostmarkProvider().parse(payload)
     assert isinstance(event, Bounce)
     start.wait()
-    results.put(SQLAlchemyStore(engine).claim(event, payload, lease_seconds=60).state.value)
+    results.put(SQLAlchemyStore(engine).claim(event, lease_seconds=60).state.value)
 
 
 def test_one_claim_wins_across_processes(tmp_path: Path) -> None:

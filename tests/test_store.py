@@ -41,9 +41,14 @@ AnyStore = MemoryStore | SQLiteStore
 
 
 def make_bounce(
-    event_id: int | str, email: str = "ann@example.com", kind: BounceKind = BounceKind.HARD
+    event_id: int | str,
+    email: str = "ann@example.com",
+    kind: BounceKind = BounceKind.HARD,
+    body: bytes = b"{}",
 ) -> Bounce:
-    return Bounce(provider="postmark", id=str(event_id), email=email, kind=kind, type="HardBounce")
+    return Bounce(
+        provider="postmark", id=str(event_id), email=email, kind=kind, type="HardBounce", body=body
+    )
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -64,7 +69,7 @@ def test_shipped_stores_implement_the_protocol(store: AnyStore) -> None:
 
 def test_first_claim_records_the_event_and_takes_a_lease(store: AnyStore) -> None:
     body = b'{"ID": 1, "bytes": "\xff\x00 kept as they came"}'
-    claim = store.claim(make_bounce(1, email="Ann@Example.com"), body, lease_seconds=LEASE)
+    claim = store.claim(make_bounce(1, email="Ann@Example.com", body=body), lease_seconds=LEASE)
     assert claim.state is ClaimState.NEW
     assert claim.runs_handlers
     assert claim.token
@@ -86,9 +91,9 @@ def test_first_claim_records_the_event_and_takes_a_lease(store: AnyStore) -> Non
 
 
 def test_a_second_claim_during_the_lease_is_busy(store: AnyStore) -> None:
-    first = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    first = store.claim(make_bounce(1), lease_seconds=LEASE)
     store.complete(first, "a")
-    second = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    second = store.claim(make_bounce(1), lease_seconds=LEASE)
     assert second.state is ClaimState.BUSY
     assert not second.runs_handlers
     assert second.token == ""
@@ -96,11 +101,11 @@ def test_a_second_claim_during_the_lease_is_busy(store: AnyStore) -> None:
 
 
 def test_a_finished_event_is_done(store: AnyStore) -> None:
-    claim = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    claim = store.claim(make_bounce(1), lease_seconds=LEASE)
     store.complete(claim, "a")
     store.complete(claim, "b")
     store.release(claim, finished=True)
-    again = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    again = store.claim(make_bounce(1), lease_seconds=LEASE)
     assert again.state is ClaimState.DONE
     assert again.completed == {"a", "b"}
     assert not again.runs_handlers
@@ -110,10 +115,10 @@ def test_a_finished_event_is_done(store: AnyStore) -> None:
 
 
 def test_a_released_unfinished_event_resumes_with_its_completed_handlers(store: AnyStore) -> None:
-    claim = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    claim = store.claim(make_bounce(1), lease_seconds=LEASE)
     store.complete(claim, "a")
     store.release(claim, finished=False)
-    resumed = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    resumed = store.claim(make_bounce(1), lease_seconds=LEASE)
     assert resumed.state is ClaimState.RESUMED
     assert resumed.completed == {"a"}
     assert resumed.token and resumed.token != claim.token
@@ -124,25 +129,25 @@ def test_a_released_unfinished_event_resumes_with_its_completed_handlers(store: 
 
 def test_an_expired_lease_is_taken_over(store: AnyStore) -> None:
     # A worker that died while running handlers never releases; its lease runs out.
-    crashed = store.claim(make_bounce(1), b"{}", lease_seconds=0)
+    crashed = store.claim(make_bounce(1), lease_seconds=0)
     store.complete(crashed, "a")
-    taken = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    taken = store.claim(make_bounce(1), lease_seconds=LEASE)
     assert taken.state is ClaimState.RESUMED
     assert taken.completed == {"a"}
 
 
 def test_a_stale_claim_does_not_release_the_lease_of_its_successor(store: AnyStore) -> None:
-    slow = store.claim(make_bounce(1), b"{}", lease_seconds=0)
-    successor = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    slow = store.claim(make_bounce(1), lease_seconds=0)
+    successor = store.claim(make_bounce(1), lease_seconds=LEASE)
     assert successor.state is ClaimState.RESUMED
     store.release(slow, finished=False)
-    assert store.claim(make_bounce(1), b"{}", lease_seconds=LEASE).state is ClaimState.BUSY
+    assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.BUSY
     store.release(successor, finished=False)
-    assert store.claim(make_bounce(1), b"{}", lease_seconds=LEASE).state is ClaimState.RESUMED
+    assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.RESUMED
 
 
 def test_completing_twice_is_harmless(store: AnyStore) -> None:
-    claim = store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    claim = store.claim(make_bounce(1), lease_seconds=LEASE)
     store.complete(claim, "a")
     store.complete(claim, "a")
     assert store.records()[0].completed == {"a"}
@@ -156,10 +161,10 @@ def test_records_newest_first_and_filtered(store: AnyStore) -> None:
         make_bounce(4, "cy@example.com", BounceKind.HARD),
     ]
     for bounce in bounces:
-        claim = store.claim(bounce, b"{}", lease_seconds=LEASE)
+        claim = store.claim(bounce, lease_seconds=LEASE)
         store.release(claim, finished=bounce.id != "3")
     # Seeing an event again does not make it newer.
-    store.claim(bounces[0], b"{}", lease_seconds=LEASE)
+    store.claim(bounces[0], lease_seconds=LEASE)
 
     def keys(**filters: Any) -> list[str]:
         return [r.key.removeprefix("postmark:") for r in store.records(**filters)]
@@ -183,7 +188,7 @@ def test_concurrent_claims_let_exactly_one_delivery_run(store: AnyStore) -> None
     def deliver() -> None:
         try:
             barrier.wait(timeout=10)
-            states.append(store.claim(make_bounce(1), b"{}", lease_seconds=LEASE).state)
+            states.append(store.claim(make_bounce(1), lease_seconds=LEASE).state)
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 
@@ -202,13 +207,13 @@ def test_concurrent_claims_let_exactly_one_delivery_run(store: AnyStore) -> None
 def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "bounces.sqlite3"
     first = SQLiteStore(path)
-    claim = first.claim(make_bounce(1), b"body", lease_seconds=LEASE)
+    claim = first.claim(make_bounce(1, body=b"body"), lease_seconds=LEASE)
     first.complete(claim, "tests.handlers.a")
     first.release(claim, finished=False)
     first.close()
 
     second = SQLiteStore(path)
-    resumed = second.claim(make_bounce(1), b"body", lease_seconds=LEASE)
+    resumed = second.claim(make_bounce(1, body=b"body"), lease_seconds=LEASE)
     assert resumed.state is ClaimState.RESUMED
     assert resumed.completed == {"tests.handlers.a"}
     second.close()
@@ -221,7 +226,7 @@ def test_sqlite_store_uses_wal_and_keeps_to_its_own_tables(tmp_path: Path) -> No
         app_db.execute("PRAGMA user_version = 7")
     app_db.close()
     store = SQLiteStore(path, synchronous="full")
-    store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    store.claim(make_bounce(1), lease_seconds=LEASE)
     store.close()
     check = sqlite3.connect(path)
     try:
@@ -273,11 +278,11 @@ def test_sqlite_store_configuration_errors(args: dict[str, Any], message: str) -
 def test_sqlite_store_read_only_lists_but_never_writes(tmp_path: Path) -> None:
     path = tmp_path / "bounces.sqlite3"
     writer = SQLiteStore(path)
-    writer.release(writer.claim(make_bounce(1), b"{}", lease_seconds=LEASE), finished=True)
+    writer.release(writer.claim(make_bounce(1), lease_seconds=LEASE), finished=True)
     reader = SQLiteStore(path, read_only=True)
     assert [r.key for r in reader.records()] == ["postmark:1"]
     with pytest.raises(StoreUnavailable, match="readonly"):
-        reader.claim(make_bounce(2), b"{}", lease_seconds=LEASE)
+        reader.claim(make_bounce(2), lease_seconds=LEASE)
     writer.close()
     reader.close()
 
@@ -305,7 +310,7 @@ def test_sqlite_store_names_a_missing_directory(tmp_path: Path) -> None:
 
 def test_sqlite_store_is_usable_again_after_close(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "bounces.sqlite3")
-    store.claim(make_bounce(1), b"{}", lease_seconds=LEASE)
+    store.claim(make_bounce(1), lease_seconds=LEASE)
     store.close()
     assert [r.key for r in store.records()] == ["postmark:1"]
     store.close()
@@ -336,7 +341,7 @@ for n in range(20):
     for event in (f"shared-{n}", f"{worker}-{n}"):
         bounce = Bounce(provider="p", id=event, email="a@example.com",
                         kind=BounceKind.HARD, type="HardBounce")
-        claim = store.claim(bounce, b"{}", lease_seconds=60)
+        claim = store.claim(bounce, lease_seconds=60)
         if claim.runs_handlers:
             store.complete(claim, "h")
             store.release(claim, finished=True)
@@ -506,7 +511,7 @@ def test_a_delivery_overlapping_a_running_one_answers_503_and_runs_nothing(
     app = make_app(store, audit, retry_after=42)
     payload = postmark_bounce()
     # Another worker is in the middle of this event's handlers.
-    running = store.claim(make_bounce(payload["ID"]), b"{}", lease_seconds=LEASE)
+    running = store.claim(make_bounce(payload["ID"]), lease_seconds=LEASE)
     response = post(app, payload, 503)
     assert response.headers["Retry-After"] == "42"
     assert audit.calls == []

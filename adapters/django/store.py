@@ -69,14 +69,14 @@ class DjangoStore:
     def _db(self) -> str:
         return self.using or router.db_for_write(BounceEvent)
 
-    def claim(self, bounce: Bounce, body: bytes, *, lease_seconds: float) -> Claim:
+    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         db = self._db()
         now = timezone.now()
         token = new_token()
         expires = now + timedelta(seconds=lease_seconds)
         try:
-            if self._insert(db, bounce, body, now, token, expires):
+            if self._insert(db, bounce, now, token, expires):
                 _active.set(_Active(bounce.key, token, db))
                 return Claim(bounce.key, ClaimState.NEW, frozenset(), token)
             return self._claim_existing(db, bounce.key, now, token, expires)
@@ -84,7 +84,7 @@ class DjangoStore:
             raise StoreUnavailable(f"bounce store ({db}): {type(exc).__name__}") from exc
 
     def _insert(
-        self, db: str, bounce: Bounce, body: bytes, now: datetime, token: str, expires: datetime
+        self, db: str, bounce: Bounce, now: datetime, token: str, expires: datetime
     ) -> bool:
         sql = event_sql(db)
         values = {
@@ -94,7 +94,7 @@ class DjangoStore:
             "kind": bounce.kind.value,
             "type": bounce.type,
             "description": bounce.description,
-            "body": body,
+            "body": bounce.body,
             "received_at": now,
             "completed": "",
             "finished": False,
