@@ -1,0 +1,189 @@
+"""The demo site in process, through WebTest: its handler, its page and its address form.
+
+``tests/test_cli.py`` runs the same site as a real process behind waitress.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webtest import TestApp
+
+from bounce_middleware import Bounce
+from bounce_middleware.demo import BOUNCE_PATH, SEED_USERS, Users, make_app
+from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.sqlite_store import SQLiteStore
+from bounce_middleware.testing import auth_headers, postmark_bounce, postmark_subscription_change
+
+NOTICE = "Mail to this address bounced"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "demo.sqlite3"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(db)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app(db: Path, store: SQLiteStore) -> TestApp:
+    return TestApp(make_app(db, credentials=["postmark:pw"], store=store))
+
+
+def post(app: TestApp, payload: dict[str, Any], status: int = 200) -> None:
+    app.post_json(BOUNCE_PATH, payload, headers=auth_headers("postmark", "pw"), status=status)
+
+
+def user_row(app: TestApp, email: str) -> str:
+    """The users-table row showing ``email`` (the page's first table)."""
+    users = app.get("/").text.split("<h2>")[0]
+    [row] = [row for row in users.split("<tr>") if f"<td>{email}</td>" in row]
+    return row
+
+
+def test_the_page_lists_the_seeded_users_without_notices(app: TestApp) -> None:
+    page = app.get("/")
+
+    assert page.content_type == "text/html"
+    assert page.headers["Cache-Control"] == "no-store"
+    for name, email in SEED_USERS:
+        assert name in page.text
+        assert NOTICE not in user_row(app, email)
+    assert "None yet." in page.text
+
+
+def test_a_hard_bounce_flags_the_user_whose_address_bounced(app: TestApp) -> None:
+    bounce = postmark_bounce(email="ANN@example.com", BouncedAt="2026-01-02T03:04:05Z")
+
+    post(app, bounce)
+
+    row = user_row(app, "ann@example.com")
+    assert f"{NOTICE} (hard, 2026-01-02 03:04 UTC)" in row
+    assert "unable to deliver your message" in row
+    assert NOTICE not in user_row(app, "bob@example.com")
+    assert f"postmark:{bounce['ID']}" in app.get("/").text  # in the events table
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        postmark_bounce("Transient", email="ann@example.com"),
+        postmark_bounce("SoftBounce", email="ann@example.com"),
+        postmark_subscription_change(suppress=False, email="ann@example.com"),
+    ],
+    ids=["Transient", "SoftBounce", "reactivation"],
+)
+def test_passing_trouble_is_recorded_but_flags_nobody(
+    app: TestApp, payload: dict[str, Any]
+) -> None:
+    post(app, payload)
+
+    assert NOTICE not in user_row(app, "ann@example.com")
+    assert "<td>done</td>" in app.get("/").text
+
+
+def test_complaints_and_suppressions_flag_too(app: TestApp) -> None:
+    post(app, postmark_bounce("SpamComplaint", email="bob@example.com"))
+    post(app, postmark_subscription_change(email="chloe@example.com"))
+
+    assert f"{NOTICE} (complaint," in user_row(app, "bob@example.com")
+    assert f"{NOTICE} (hard," in user_row(app, "chloe@example.com")
+
+
+def test_a_bounce_for_an_unknown_address_changes_nothing(app: TestApp) -> None:
+    post(app, postmark_bounce(email="stranger@example.com"))
+
+    assert NOTICE not in app.get("/").text
+
+
+def test_a_redelivery_runs_no_handler_and_the_handler_is_idempotent_anyway(
+    app: TestApp, db: Path, store: SQLiteStore
+) -> None:
+    bounce = postmark_bounce(email="ann@example.com")
+    post(app, bounce)
+    post(app, bounce)
+    # Run again by hand, as after a crash between its success and its recording.
+    parsed = PostmarkProvider().parse(store.records()[0].body)
+    assert isinstance(parsed, Bounce)
+    Users(db).flag_bounced(parsed)
+
+    assert app.get("/").text.count(NOTICE) == 1
+
+
+def test_changing_the_address_clears_the_notice(app: TestApp) -> None:
+    post(app, postmark_bounce(email="ann@example.com"))
+    page = app.get("/")
+
+    form = page.forms[0]  # Ann's row
+    form["email"] = "ann@fixed.example.com"
+    response = form.submit(status=303).follow()
+
+    assert NOTICE not in response.text
+    assert NOTICE not in user_row(app, "ann@fixed.example.com")
+
+
+def test_the_notice_shows_only_while_the_address_is_the_one_that_bounced(
+    app: TestApp, db: Path
+) -> None:
+    post(app, postmark_bounce(email="ann@example.com"))
+    # A notice left behind by some other writer for an address the user no longer has.
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE demo_users SET email = 'ann@other.example.com' WHERE id = 1")
+    connection.close()
+
+    assert NOTICE not in user_row(app, "ann@other.example.com")
+
+
+def test_everything_shown_is_escaped(app: TestApp) -> None:
+    evil = '<b>"x"&amp;</b>@example.com'
+    app.post("/users/2/email", {"email": evil}, status=303)
+    post(app, postmark_bounce(email=evil, Description="<script>alert(1)</script>"))
+
+    page = app.get("/").text
+
+    assert "<b>" not in page
+    assert "<script>" not in page
+    assert "&lt;b&gt;&quot;x&quot;&amp;amp;&lt;/b&gt;@example.com" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize("email", ["", "not-an-address", "a@b", "x" * 250 + "@example.com"])
+def test_a_bad_address_is_refused(app: TestApp, email: str) -> None:
+    response = app.post("/users/1/email", {"email": email}, status=400)
+
+    assert "is not an e-mail address" in response.text
+    assert "<td>ann@example.com</td>" in app.get("/").text
+
+
+def test_unknown_pages_and_methods(app: TestApp) -> None:
+    app.post("/users/99/email", {"email": "a@example.com"}, status=404)
+    app.post(f"/users/{10**30}/email", {"email": "a@example.com"}, status=404)
+    app.get("/users/1/email", status=405)
+    app.post("/", status=405)
+    app.get("/nothing-here", status=404)
+    assert app.head("/").status_int == 200
+
+
+def test_the_users_are_seeded_once(db: Path) -> None:
+    for _ in range(2):
+        store = SQLiteStore(db)
+        app = TestApp(make_app(db, credentials=["postmark:pw"], store=store))
+        assert app.get("/").text.count("<form") == len(SEED_USERS)
+        store.close()
+
+
+def test_the_default_store_is_sqlite_in_the_same_file(db: Path) -> None:
+    middleware = make_app(db, credentials=["postmark:pw"])
+
+    assert isinstance(middleware.store, SQLiteStore)
+    assert middleware.store.path == db
+    middleware.store.close()
