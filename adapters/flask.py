@@ -20,7 +20,6 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +51,6 @@ from .sqlalchemy import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from flask_sqlalchemy import SQLAlchemy
 
 __all__ = ["EXTENSION_KEY", "BounceExtension", "BounceState", "UserLoader", "read_config"]
@@ -185,7 +182,7 @@ class BounceExtension:
                 user_handler = UserBounceHandler(
                     self.user_model,
                     self.email_attribute,
-                    unit_of_work=functools.partial(_db_session_scope, self.db),
+                    unit_of_work=functools.partial(session_scope, self.db.session),
                     kinds=kinds,
                     id_attribute=self.id_attribute,
                 )
@@ -292,18 +289,6 @@ def _in_app_context(app: flask.Flask, handler: Handler) -> Handler:
             return func(bounce)
 
     return Handler(run, handler.name, handler.kinds)
-
-
-@contextmanager
-def _db_session_scope(db: SQLAlchemy) -> Iterator[orm.Session]:
-    # Commits the app's scoped session; the app context's teardown removes it.
-    session = db.session()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
 
 
 def _require_flask_login() -> None:
