@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from webob import Request, Response
 
@@ -72,7 +72,13 @@ class BounceMiddleware:
         self.retry_after = retry_after
         self.lease_seconds = lease_seconds
         self.scope = scope
-        self._challenge = (("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),)
+        # The answers that depend only on the configuration, built once.
+        challenge = (("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'),)
+        self._unauthorized = Answer(401, "authentication required", challenge)
+        self._too_large = Answer(413, f"body is larger than {max_body_size} bytes")
+        retry = (("Retry-After", str(retry_after)),)
+        self._store_unavailable = Answer(503, "the bounce store is unavailable; retry later", retry)
+        self._busy = Answer(503, "this event is being processed; retry later", retry)
         self.handlers: list[Handler] = []
         for handler in handlers:
             self.add_handler(handler)
@@ -124,14 +130,14 @@ class BounceMiddleware:
         """Authenticate, read, parse and dispatch one bounce-path request."""
         if not self.auth.check(environ.get("HTTP_AUTHORIZATION")):
             logger.warning("bounce webhook refused: missing or wrong credentials -> 401")
-            return Answer(401, "authentication required", self._challenge)
+            return self._unauthorized
         if environ.get("REQUEST_METHOD") != "POST":
-            return Answer(405, "only POST is allowed here", (("Allow", "POST"),))
+            return METHOD_NOT_ALLOWED
         try:
             body = read_body(environ, self.max_body_size)
         except BodyTooLarge:
             logger.warning("bounce webhook refused: body over %d bytes -> 413", self.max_body_size)
-            return Answer(413, f"body is larger than {self.max_body_size} bytes")
+            return self._too_large
         except PayloadError as exc:
             logger.warning("bounce webhook refused: %s -> 400", exc.reason)
             return Answer(400, exc.reason)
@@ -164,21 +170,21 @@ class BounceMiddleware:
             claim = self.store.claim(bounce, lease_seconds=self.lease_seconds)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
-            return self._retry_later("the bounce store is unavailable; retry later")
+            return self._store_unavailable
         if claim.state is ClaimState.DONE:
             logger.info("bounce %s already processed -> 200", bounce.key)
-            return Answer(200, "already processed")
+            return ALREADY_PROCESSED
         if claim.state is ClaimState.BUSY:
             logger.info("bounce %s is being processed by another delivery -> 503", bounce.key)
-            return self._retry_later("this event is being processed; retry later")
+            return self._busy
         try:
             failed = self._run(bounce, [h for h in wanted if h.name not in claim.completed], claim)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
             self._release(claim, finished=False)
-            return self._retry_later("the bounce store is unavailable; retry later")
+            return self._store_unavailable
         if not self._release(claim, finished=not failed) and not failed:
-            return self._retry_later("the bounce store is unavailable; retry later")
+            return self._store_unavailable
         return self._answer(bounce, failed)
 
     def _run(self, bounce: Bounce, handlers: list[Handler], claim: Claim | None) -> list[str]:
@@ -213,43 +219,50 @@ class BounceMiddleware:
                 bounce.kind.value,
                 len(failed),
             )
-            return Answer(500, "a handler failed; the event will be retried")
+            return HANDLER_FAILED
         logger.info(
             "bounce %s type=%s kind=%s accepted -> 200", bounce.key, bounce.type, bounce.kind.value
         )
-        return Answer(200, "accepted")
-
-    def _retry_later(self, reason: str) -> Answer:
-        return Answer(503, reason, (("Retry-After", str(self.retry_after)),))
+        return ACCEPTED
 
 
 _PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
-class Answer(NamedTuple):
-    """The answer to a bounce-path request: a status and a one-line reason."""
+class Answer:
+    """The answer to a bounce-path request: a status and a one-line ``text/plain`` reason.
 
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...] = ()
+    Everything WSGI needs is computed once, so the common answers are module
+    constants that cost nothing per request.
+    """
 
-    @property
-    def status_line(self) -> str:
-        """``"200 OK"``, as WSGI's ``start_response`` wants it."""
-        return f"{self.status} {HTTPStatus(self.status).phrase}"
+    __slots__ = ("status", "reason", "headers", "status_line", "body", "_headerlist")
 
-    @property
-    def body(self) -> bytes:
-        """The reason as a ``text/plain`` body of one line."""
-        return (self.reason + "\n").encode("utf-8")
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        #: ``"200 OK"``, as WSGI's ``start_response`` wants it.
+        self.status_line = f"{status} {HTTPStatus(status).phrase}"
+        self.body = (reason + "\n").encode("utf-8")
+        self._headerlist = (_PLAIN_TEXT, ("Content-Length", str(len(self.body))), *headers)
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.reason!r})"
 
     def headerlist(self) -> list[tuple[str, str]]:
-        """Content-Type, Content-Length and the answer's own headers."""
-        return [_PLAIN_TEXT, ("Content-Length", str(len(self.body))), *self.headers]
+        """Content-Type, Content-Length and the answer's own headers (a new list)."""
+        return list(self._headerlist)
 
     def to_response(self) -> Response:
         """The same answer as a WebOb response."""
         return Response(status=self.status_line, headerlist=self.headerlist(), body=self.body)
+
+
+ACCEPTED = Answer(200, "accepted")
+ALREADY_PROCESSED = Answer(200, "already processed")
+HANDLER_FAILED = Answer(500, "a handler failed; the event will be retried")
+METHOD_NOT_ALLOWED = Answer(405, "only POST is allowed here", (("Allow", "POST"),))
 
 
 class BodyTooLarge(Exception):

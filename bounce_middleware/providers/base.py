@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,11 +49,11 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
     result can be kept on a frozen :class:`~bounce_middleware.Bounce` as it is.
     Raises :class:`PayloadError` with a one-line reason.
     """
-    if not body.strip():
-        raise PayloadError("body is empty; expected a JSON object")
+    if body[:3] == codecs.BOM_UTF8:
+        body = body[3:]
     try:
         # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
-        text = body.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 encoded JSON") from None
     try:
@@ -64,6 +65,8 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
     except ValueError as exc:
         if isinstance(exc, PayloadError):
             raise
+        if not text.strip():
+            raise PayloadError("body is empty; expected a JSON object") from None
         raise PayloadError("body is not valid JSON") from None
     if type(data) is not MappingProxyType:
         raise PayloadError(f"body is a JSON {json_type(data)}; expected an object")

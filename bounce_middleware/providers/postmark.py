@@ -105,29 +105,32 @@ SUBSCRIPTION_FIELDS: tuple[tuple[str, type], ...] = (
 SUBSCRIPTION_REQUIRED = ("Recipient", "SuppressSending")
 
 
-def _validate(
+def _fields(
     data: Mapping[str, Any], fields: tuple[tuple[str, type], ...], required: tuple[str, ...]
-) -> None:
-    # One pass with exact type checks: JSON decoding yields exactly these types, and
+) -> list[Any]:
+    """The values of ``fields`` in table order, each checked against its JSON type."""
+    # Exact type checks: JSON decoding yields exactly these types, and
     # `type(True) is not int`, so a boolean never passes for an integer field.
     # JSON null counts as absent: Postmark sends null for fields it has no value for.
     get = data.get
     for name in required:
         if get(name) is None:
             raise PayloadError(f"required field {name} is missing")
+    values = []
     for name, kind in fields:
         value = get(name)
         if type(value) is not kind and value is not None:
             raise PayloadError(
                 f"field {name} must be a {_JSON_NAMES[kind]}, not a {json_type(value)}"
             )
+        values.append(value)
     metadata = get("Metadata")
     if metadata and not all(type(v) is str for v in metadata.values()):
         raise PayloadError("field Metadata must map names to strings")
+    return values
 
 
-def _timestamp(data: Mapping[str, Any], name: str) -> datetime | None:
-    text = data.get(name)
+def _timestamp(text: str | None, name: str) -> datetime | None:
     if not text:
         return None
     try:
@@ -169,43 +172,70 @@ class PostmarkProvider:
         return Ignored(record_type)
 
     def _bounce(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        _validate(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
-        get = data.get
-        type_: str = data["Type"]
-        server_id = get("ServerID")
-        can_activate = get("CanActivate")
+        (
+            _record_type,
+            event_id,
+            type_,
+            type_code,
+            name,
+            tag,
+            message_id,
+            server_id,
+            server_id_2010,
+            message_stream,
+            description,
+            details,
+            email,
+            from_address,
+            bounced_at,
+            dump_available,
+            inactive,
+            can_activate,
+            subject,
+            content,
+            metadata,
+        ) = _fields(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
         return Bounce(
             provider=self.name,
-            id=str(data["ID"]),
-            email=data["Email"],
+            id=str(event_id),
+            email=email,
             kind=TYPE_KINDS.get(type_, BounceKind.UNKNOWN),
             type=type_,
-            type_code=get("TypeCode"),
-            name=get("Name") or "",
-            description=get("Description") or "",
-            details=get("Details") or "",
-            tag=get("Tag") or "",
-            message_id=get("MessageID"),
-            message_stream=get("MessageStream"),
-            server_id=server_id if server_id is not None else get("ServerId"),
-            from_address=get("From") or "",
-            subject=get("Subject") or "",
-            bounced_at=_timestamp(data, "BouncedAt"),
-            inactive=bool(get("Inactive")),
+            type_code=type_code,
+            name=name or "",
+            description=description or "",
+            details=details or "",
+            tag=tag or "",
+            message_id=message_id,
+            message_stream=message_stream,
+            server_id=server_id if server_id is not None else server_id_2010,
+            from_address=from_address or "",
+            subject=subject or "",
+            bounced_at=_timestamp(bounced_at, "BouncedAt"),
+            inactive=bool(inactive),
             can_activate=True if can_activate is None else can_activate,
-            dump_available=bool(get("DumpAvailable")),
-            content=get("Content"),
-            metadata=get("Metadata") or EMPTY_MAPPING,
+            dump_available=bool(dump_available),
+            content=content,
+            metadata=metadata or EMPTY_MAPPING,
             raw=data,
             body=body,
         )
 
     def _subscription_change(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        _validate(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
-        get = data.get
-        reason = get("SuppressionReason")
-        origin = get("Origin") or "Postmark"
-        if data["SuppressSending"]:
+        (
+            email,
+            suppress,
+            reason,
+            origin,
+            changed_at,
+            tag,
+            message_id,
+            server_id,
+            message_stream,
+            metadata,
+        ) = _fields(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
+        origin = origin or "Postmark"
+        if suppress:
             kind = SUPPRESSION_KINDS.get(reason or "", BounceKind.SUPPRESSED)
             description = f"Sending suppressed ({reason or 'no reason given'}) by {origin}"
         else:
@@ -215,19 +245,19 @@ class PostmarkProvider:
             provider=self.name,
             # SubscriptionChange carries no event id: the key is the body digest.
             id=None,
-            email=data["Recipient"],
+            email=email,
             kind=kind,
             type="SubscriptionChange",
             name=reason or "",
             description=description,
-            tag=get("Tag") or "",
-            message_id=get("MessageID"),
-            message_stream=get("MessageStream"),
-            server_id=get("ServerID"),
-            bounced_at=_timestamp(data, "ChangedAt"),
-            inactive=data["SuppressSending"],
+            tag=tag or "",
+            message_id=message_id,
+            message_stream=message_stream,
+            server_id=server_id,
+            bounced_at=_timestamp(changed_at, "ChangedAt"),
+            inactive=suppress,
             can_activate=kind is not BounceKind.COMPLAINT,
-            metadata=get("Metadata") or EMPTY_MAPPING,
+            metadata=metadata or EMPTY_MAPPING,
             raw=data,
             body=body,
         )
