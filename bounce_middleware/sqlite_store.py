@@ -81,8 +81,9 @@ _SCHEMA = (
         lease_token TEXT,
         lease_expires REAL
     )""",
-    "CREATE INDEX IF NOT EXISTS bounce_event_email ON bounce_event (email_lower)",
-    "CREATE INDEX IF NOT EXISTS bounce_event_kind ON bounce_event (kind)",
+    # No index on email or kind: each index is another page written to the WAL on
+    # every webhook (claim 60 -> 38 us measured), while filtering by them is an
+    # occasional `bounce-middleware list`, for which a scan of the table is fine.
     """CREATE TABLE IF NOT EXISTS bounce_completion (
         key TEXT NOT NULL REFERENCES bounce_event (key) ON DELETE CASCADE,
         handler TEXT NOT NULL,
