@@ -259,8 +259,8 @@ class SQLAlchemyStore:
             return Claim(key, ClaimState.DONE, completed)
         return Claim(key, ClaimState.BUSY, completed)
 
-    def complete(self, claim: Claim, handler: str) -> None:
-        """Record that one handler finished this event successfully."""
+    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+        """Record that one handler finished this event; ``finished`` also ends the claim."""
         try:
             with session_scope(self._factory) as session:
                 exists = session.scalar(
@@ -274,6 +274,9 @@ class SQLAlchemyStore:
                     session.add(
                         CompletedHandler(event_key=claim.key, handler=handler, completed_at=_now())
                     )
+                if finished:
+                    session.flush()
+                    _release(session, claim, finished=True)
         except sa_exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"bounce store: {type(exc).__name__}") from exc
 
@@ -281,20 +284,7 @@ class SQLAlchemyStore:
         """End a claim; ``finished`` when every wanted handler has completed."""
         try:
             with session_scope(self._factory) as session:
-                # Only our own lease: after it expired, another delivery may hold a new one.
-                session.execute(
-                    sa.update(BounceEvent)
-                    .where(BounceEvent.key == claim.key, BounceEvent.lease_token == claim.token)
-                    .values(lease_token=None, lease_until=None)
-                    .execution_options(synchronize_session=False)
-                )
-                if finished:
-                    session.execute(
-                        sa.update(BounceEvent)
-                        .where(BounceEvent.key == claim.key)
-                        .values(finished=True)
-                        .execution_options(synchronize_session=False)
-                    )
+                _release(session, claim, finished=finished)
         except sa_exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"bounce store: {type(exc).__name__}") from exc
 
@@ -345,6 +335,23 @@ class SQLAlchemyStore:
                 ]
         except sa_exc.SQLAlchemyError as exc:
             raise StoreUnavailable(f"bounce store: {type(exc).__name__}") from exc
+
+
+def _release(session: orm.Session, claim: Claim, *, finished: bool) -> None:
+    # Only our own lease: after it expired, another delivery may hold a new one.
+    session.execute(
+        sa.update(BounceEvent)
+        .where(BounceEvent.key == claim.key, BounceEvent.lease_token == claim.token)
+        .values(lease_token=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    if finished:
+        session.execute(
+            sa.update(BounceEvent)
+            .where(BounceEvent.key == claim.key)
+            .values(finished=True)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _rowcount(result: Any) -> int:

@@ -183,11 +183,11 @@ class BounceMiddleware:
 
     def _dispatch(self, bounce: Bounce) -> Answer:
         wanted = [h for h in self.handlers if h.wants(bounce)]
-        if self.store is None:
-            failed = self._run(bounce, wanted, None)
-            return self._answer(bounce, failed)
+        store = self.store
+        if store is None:
+            return self._answer(bounce, [h.name for h in wanted if not self._call(h, bounce)])
         try:
-            claim = self.store.claim(bounce, lease_seconds=self.lease_seconds)
+            claim = store.claim(bounce, lease_seconds=self.lease_seconds)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
             return self._store_unavailable
@@ -197,38 +197,40 @@ class BounceMiddleware:
         if claim.state is ClaimState.BUSY:
             logger.info("bounce %s is being processed by another delivery -> 503", bounce.key)
             return self._busy
+        pending = [h for h in wanted if h.name not in claim.completed]
+        failed: list[str] = []
         try:
-            failed = self._run(bounce, [h for h in wanted if h.name not in claim.completed], claim)
+            for handler in pending:
+                if not self._call(handler, bounce):
+                    failed.append(handler.name)
+                    continue
+                # The success that finishes the event also ends the claim, in one write.
+                store.complete(claim, handler.name, finished=not failed and handler is pending[-1])
+            if failed or not pending:
+                store.release(claim, finished=not failed)
         except StoreUnavailable:
             logger.exception("bounce %s: store unavailable -> 503", bounce.key)
-            self._release(claim, finished=False)
-            return self._store_unavailable
-        if not self._release(claim, finished=not failed) and not failed:
+            self._release_unfinished(claim)
             return self._store_unavailable
         return self._answer(bounce, failed)
 
-    def _run(self, bounce: Bounce, handlers: list[Handler], claim: Claim | None) -> list[str]:
-        failed = []
-        for handler in handlers:
-            try:
-                handler.func(bounce)
-            except Exception:
-                # The traceback is the user's own code; the bounce itself is not logged.
-                logger.exception("bounce %s: handler %s failed", bounce.key, handler.name)
-                failed.append(handler.name)
-                continue
-            if claim is not None and self.store is not None:
-                self.store.complete(claim, handler.name)
-        return failed
-
-    def _release(self, claim: Claim, *, finished: bool) -> bool:
-        assert self.store is not None
+    @staticmethod
+    def _call(handler: Handler, bounce: Bounce) -> bool:
         try:
-            self.store.release(claim, finished=finished)
-        except StoreUnavailable:
-            logger.exception("bounce %s: could not release its claim", claim.key)
+            handler.func(bounce)
+        except Exception:
+            # The traceback is the user's own code; the bounce itself is not logged.
+            logger.exception("bounce %s: handler %s failed", bounce.key, handler.name)
             return False
         return True
+
+    def _release_unfinished(self, claim: Claim) -> None:
+        # Best effort after a store failure: otherwise the lease simply expires.
+        assert self.store is not None
+        try:
+            self.store.release(claim, finished=False)
+        except StoreUnavailable:
+            logger.exception("bounce %s: could not release its claim", claim.key)
 
     def _answer(self, bounce: Bounce, failed: list[str]) -> Answer:
         if failed:

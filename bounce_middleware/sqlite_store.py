@@ -242,32 +242,22 @@ class SQLiteStore:
             )
             return Claim(key, ClaimState.RESUMED, completed, token)
 
-    def complete(self, claim: Claim, handler: str) -> None:
-        """Record that one handler finished this event successfully."""
+    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+        """Record that one handler finished this event; ``finished`` also ends the claim."""
         with self._transaction(write=True) as conn:
+            now = time.time()
             conn.execute(
                 """INSERT INTO bounce_completion (key, handler, completed_at) VALUES (?, ?, ?)
                    ON CONFLICT (key, handler) DO NOTHING""",
-                (claim.key, handler, _timestamp(time.time())),
+                (claim.key, handler, _timestamp(now)),
             )
+            if finished:
+                _release(conn, claim, finished_at=_timestamp(now))
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
         with self._transaction(write=True) as conn:
-            # SET expressions all see the row as it was, so the token test holds for both.
-            conn.execute(
-                """UPDATE bounce_event
-                   SET finished_at = COALESCE(finished_at, ?),
-                       lease_token = CASE WHEN lease_token = ? THEN NULL ELSE lease_token END,
-                       lease_expires = CASE WHEN lease_token = ? THEN NULL ELSE lease_expires END
-                   WHERE key = ?""",
-                (
-                    _timestamp(time.time()) if finished else None,
-                    claim.token,
-                    claim.token,
-                    claim.key,
-                ),
-            )
+            _release(conn, claim, finished_at=_timestamp(time.time()) if finished else None)
 
     def records(
         self,
@@ -500,6 +490,18 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _release(conn: sqlite3.Connection, claim: Claim, *, finished_at: str | None) -> None:
+    # SET expressions all see the row as it was, so the token test holds for both.
+    conn.execute(
+        """UPDATE bounce_event
+           SET finished_at = COALESCE(finished_at, ?),
+               lease_token = CASE WHEN lease_token = ? THEN NULL ELSE lease_token END,
+               lease_expires = CASE WHEN lease_token = ? THEN NULL ELSE lease_expires END
+           WHERE key = ?""",
+        (finished_at, claim.token, claim.token, claim.key),
+    )
 
 
 def _timestamp(seconds: float) -> str:

@@ -98,8 +98,13 @@ class Store(Protocol):
         """Record the event if new and try to take the right to run its handlers."""
         ...
 
-    def complete(self, claim: Claim, handler: str) -> None:
-        """Record that one handler finished this event successfully."""
+    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+        """Record that one handler finished this event successfully.
+
+        ``finished`` says this was the last handler the event wanted: also end
+        the claim as :meth:`release` with ``finished=True`` would, in the same
+        write (one transaction fewer on every event).
+        """
         ...
 
     def release(self, claim: Claim, *, finished: bool) -> None:
@@ -164,20 +169,26 @@ class MemoryStore:
             self._records[key] = replace(record, attempts=record.attempts + 1)
             return Claim(key, state, record.completed, token)
 
-    def complete(self, claim: Claim, handler: str) -> None:
-        """Record that one handler finished this event successfully."""
+    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+        """Record that one handler finished this event; ``finished`` also ends the claim."""
         with self._lock:
             record = self._records[claim.key]
             self._records[claim.key] = replace(record, completed=record.completed | {handler})
+            if finished:
+                self._release(claim, finished=True)
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
         with self._lock:
-            lease = self._leases.get(claim.key)
-            if lease is not None and lease[0] == claim.token:
-                del self._leases[claim.key]
-            if finished:
-                self._records[claim.key] = replace(self._records[claim.key], finished=True)
+            self._release(claim, finished=finished)
+
+    def _release(self, claim: Claim, *, finished: bool) -> None:
+        # Called with the lock held.
+        lease = self._leases.get(claim.key)
+        if lease is not None and lease[0] == claim.token:
+            del self._leases[claim.key]
+        if finished:
+            self._records[claim.key] = replace(self._records[claim.key], finished=True)
 
     def records(
         self,

@@ -50,6 +50,16 @@ def test_new_then_done() -> None:
     assert record.body == b'{"ID": 1}'
 
 
+def test_completing_the_last_handler_can_finish_the_event() -> None:
+    store = DjangoStore()
+    bounce = make_bounce()
+    first = claim(store, bounce)
+    store.complete(first, "a")
+    store.complete(first, "b", finished=True)
+    again = claim(store, bounce)
+    assert (again.state, again.completed) == (ClaimState.DONE, frozenset({"a", "b"}))
+
+
 def test_busy_while_leased_then_resumed_after_release() -> None:
     store = DjangoStore()
     bounce = make_bounce()

@@ -121,6 +121,15 @@ def test_claim_lifecycle(store: SQLAlchemyStore) -> None:
     assert record.received_at.tzinfo is not None
 
 
+def test_completing_the_last_handler_can_finish_the_event(store: SQLAlchemyStore) -> None:
+    event, _ = bounce()
+    claim = store.claim(event, lease_seconds=60)
+    store.complete(claim, "a")
+    store.complete(claim, "b", finished=True)
+    done = store.claim(event, lease_seconds=60)
+    assert (done.state, done.completed) == (ClaimState.DONE, frozenset({"a", "b"}))
+
+
 def test_expired_lease_is_taken_over(store: SQLAlchemyStore) -> None:
     event, body = bounce()
     crashed = store.claim(event, lease_seconds=0)

@@ -153,6 +153,24 @@ def test_completing_twice_is_harmless(store: AnyStore) -> None:
     assert store.records()[0].completed == {"a"}
 
 
+def test_completing_the_last_handler_can_finish_the_event(store: AnyStore) -> None:
+    claim = store.claim(make_bounce(1), lease_seconds=LEASE)
+    store.complete(claim, "a")
+    store.complete(claim, "b", finished=True)
+    done = store.claim(make_bounce(1), lease_seconds=LEASE)
+    assert (done.state, done.completed) == (ClaimState.DONE, frozenset({"a", "b"}))
+    assert store.records()[0].finished
+
+
+def test_a_stale_claim_finishing_leaves_the_successors_lease(store: AnyStore) -> None:
+    slow = store.claim(make_bounce(1), lease_seconds=0)
+    successor = store.claim(make_bounce(1), lease_seconds=LEASE)
+    store.complete(slow, "a", finished=True)
+    # The event is finished (its last handler completed), and nobody else's lease was touched.
+    assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.DONE
+    store.release(successor, finished=False)
+
+
 def test_records_newest_first_and_filtered(store: AnyStore) -> None:
     bounces = [
         make_bounce(1, "ann@example.com", BounceKind.HARD),

@@ -138,8 +138,17 @@ class DjangoStore:
             # Another delivery took it between our read and our update: read again.
         return Claim(key, ClaimState.BUSY, completed)
 
-    def complete(self, claim: Claim, handler: str) -> None:
-        """Record that one handler finished this event successfully."""
+    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+        """Record that one handler finished this event; ``finished`` also ends the claim.
+
+        A handler that recorded itself in its own transaction (``notify_users``)
+        costs no write here, so ending the claim stays a single statement.
+        """
+        self._complete(claim, handler)
+        if finished:
+            self.release(claim, finished=True)
+
+    def _complete(self, claim: Claim, handler: str) -> None:
         db = self._db()
         active = _active.get()
         try:
