@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
@@ -128,6 +128,35 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
+class _MemoryEvent:
+    """MemoryStore's mutable bookkeeping for one event (a Record is built on demand)."""
+
+    __slots__ = ("bounce", "received_at", "attempts", "completed", "finished", "lease")
+
+    def __init__(self, bounce: Bounce) -> None:
+        self.bounce = bounce
+        self.received_at = datetime.now(UTC)
+        self.attempts = 0
+        self.completed: set[str] = set()
+        self.finished = False
+        self.lease: tuple[str, float] | None = None  # (token, monotonic expiry)
+
+    def record(self) -> Record:
+        bounce = self.bounce
+        return Record(
+            key=bounce.key,
+            provider=bounce.provider,
+            email=bounce.email,
+            kind=bounce.kind,
+            type=bounce.type,
+            received_at=self.received_at,
+            finished=self.finished,
+            completed=frozenset(self.completed),
+            body=bounce.body,
+            attempts=self.attempts,
+        )
+
+
 class MemoryStore:
     """A store in process memory, for tests and single-process experiments.
 
@@ -136,44 +165,32 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: dict[str, Record] = {}
-        self._leases: dict[str, tuple[str, float]] = {}
+        self._events: dict[str, _MemoryEvent] = {}
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         key = bounce.key
         now = time.monotonic()
         with self._lock:
-            record = self._records.get(key)
-            if record is None:
-                record = Record(
-                    key=key,
-                    provider=bounce.provider,
-                    email=bounce.email,
-                    kind=bounce.kind,
-                    type=bounce.type,
-                    received_at=datetime.now(UTC),
-                    finished=False,
-                    body=bounce.body,
-                    attempts=0,
-                )
+            event = self._events.get(key)
+            if event is None:
+                event = self._events[key] = _MemoryEvent(bounce)
                 state = ClaimState.NEW
-            elif record.finished:
-                return Claim(key, ClaimState.DONE, record.completed)
-            elif key in self._leases and self._leases[key][1] > now:
-                return Claim(key, ClaimState.BUSY, record.completed)
+            elif event.finished:
+                return Claim(key, ClaimState.DONE, frozenset(event.completed))
+            elif event.lease is not None and event.lease[1] > now:
+                return Claim(key, ClaimState.BUSY, frozenset(event.completed))
             else:
                 state = ClaimState.RESUMED
             token = new_token()
-            self._leases[key] = (token, now + lease_seconds)
-            self._records[key] = replace(record, attempts=record.attempts + 1)
-            return Claim(key, state, record.completed, token)
+            event.lease = (token, now + lease_seconds)
+            event.attempts += 1
+            return Claim(key, state, frozenset(event.completed), token)
 
     def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
         """Record that one handler finished this event; ``finished`` also ends the claim."""
         with self._lock:
-            record = self._records[claim.key]
-            self._records[claim.key] = replace(record, completed=record.completed | {handler})
+            self._events[claim.key].completed.add(handler)
             if finished:
                 self._release(claim, finished=True)
 
@@ -184,11 +201,11 @@ class MemoryStore:
 
     def _release(self, claim: Claim, *, finished: bool) -> None:
         # Called with the lock held.
-        lease = self._leases.get(claim.key)
-        if lease is not None and lease[0] == claim.token:
-            del self._leases[claim.key]
+        event = self._events[claim.key]
+        if event.lease is not None and event.lease[0] == claim.token:
+            event.lease = None
         if finished:
-            self._records[claim.key] = replace(self._records[claim.key], finished=True)
+            event.finished = True
 
     def records(
         self,
@@ -201,11 +218,11 @@ class MemoryStore:
         """Stored events, newest first, optionally filtered."""
         with self._lock:
             found = [
-                r
-                for r in reversed(self._records.values())
-                if (kind is None or r.kind == kind)
-                and (email is None or r.email.lower() == email.lower())
-                and not (unfinished and r.finished)
+                e.record()
+                for e in reversed(self._events.values())
+                if (kind is None or e.bounce.kind == kind)
+                and (email is None or e.bounce.email.lower() == email.lower())
+                and not (unfinished and e.finished)
             ]
         return found if limit is None else found[: max(limit, 0)]
 
