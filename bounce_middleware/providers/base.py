@@ -58,7 +58,9 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         raise PayloadError("body is not UTF-8 encoded JSON") from None
     try:
         data = _DECODER.decode(text)
-        if b"[" in body:  # bounce payloads rarely hold arrays: skip the pass when none can
+        # Bounce payloads rarely hold arrays, though "[" is common inside their strings
+        # (SMTP diagnostics, Received headers): rebuild only when a list is really there.
+        if b"[" in body and _holds_list(data):
             data = _freeze_arrays(data)
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
@@ -72,6 +74,14 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         raise PayloadError(f"body is a JSON {json_type(data)}; expected an object")
     frozen: Mapping[str, Any] = data
     return frozen
+
+
+def _holds_list(mapping: Mapping[str, Any]) -> bool:
+    for item in mapping.values():
+        kind = type(item)
+        if kind is list or (kind is MappingProxyType and _holds_list(item)):
+            return True
+    return False
 
 
 def _freeze_arrays(value: Any) -> Any:
