@@ -60,7 +60,7 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         data = _DECODER.decode(text)
         # Bounce payloads rarely hold arrays, though "[" is common inside their strings
         # (SMTP diagnostics, Received headers): rebuild only when a list is really there.
-        if b"[" in body and _holds_list(data):
+        if b"[" in body and type(data) is MappingProxyType and _holds_list(data):
             data = _freeze_arrays(data)
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
