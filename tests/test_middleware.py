@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import webob
 from webob import Request
 from webtest import TestApp
 
-import bounce_middleware.middleware as middleware_module
 from bounce_middleware import Bounce, BounceKind, BounceMiddleware, ConfigurationError
 from bounce_middleware.testing import (
     auth_headers,
@@ -139,8 +139,8 @@ def test_wsgi_calls_build_no_webob_objects(
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a WebOb object was built")
 
-    monkeypatch.setattr(middleware_module, "Request", forbidden)
-    monkeypatch.setattr(middleware_module, "Response", forbidden)
+    monkeypatch.setattr(webob, "Request", forbidden)
+    monkeypatch.setattr(webob, "Response", forbidden)
     app = TestApp(middleware)
     app.get("/anything", status=418)
     app.post(PATH, json.dumps(postmark_bounce()), headers=AUTH, status=200)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponseBase
@@ -36,7 +37,9 @@ class BounceNoticeMiddleware:
         self.email_field = get_user_model().get_email_field_name()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if request.method in _CHECKED_METHODS:
+        # Without a session cookie nobody is logged in (messages need a session-backed
+        # login): skip resolving request.user, which costs anonymous requests ~13 us.
+        if request.method in _CHECKED_METHODS and settings.SESSION_COOKIE_NAME in request.COOKIES:
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated:
                 address = getattr(user, self.email_field, "")
