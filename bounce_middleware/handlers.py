@@ -61,4 +61,8 @@ def make_handler(
         except ValueError as exc:
             known = ", ".join(k.value for k in BounceKind)
             raise ConfigurationError(f"{exc}; kinds are: {known}") from None
-    return Handler(func, name or default_name(func), wanted)
+    name = name or default_name(func)
+    if not name.isprintable() or name != name.strip():
+        # Stores keep names as text, some one per line: no line breaks or control characters.
+        raise ConfigurationError(f"handler name {name!r} must be printable, without edge spaces")
+    return Handler(func, name, wanted)

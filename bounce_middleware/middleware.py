@@ -79,6 +79,11 @@ class BounceMiddleware:
             raise ConfigurationError(f"path must start with '/', got {path!r}")
         if max_body_size < 1:
             raise ConfigurationError("max_body_size must be a positive number of bytes")
+        if not lease_seconds > 0:
+            # A lease of 0 would let a redelivery run the handlers of a running delivery.
+            raise ConfigurationError("lease_seconds must be a positive number of seconds")
+        if retry_after < 0:
+            raise ConfigurationError("retry_after must be a number of seconds, 0 or more")
         if '"' in realm or "\\" in realm:
             raise ConfigurationError("realm must not contain quotes or backslashes")
         self.app = app
@@ -166,8 +171,12 @@ class BounceMiddleware:
             logger.warning("bounce webhook refused: %s -> 400", exc.reason)
             return Answer(400, exc.reason)
         if isinstance(parsed, Ignored):
-            logger.info("%s record acknowledged, not dispatched -> 200", parsed.record_type)
-            return Answer(200, f"ignored: {parsed.record_type} records are not bounces")
+            # The record type comes from the body: name it only when it looks like one.
+            name = parsed.record_type
+            if not (name.isascii() and name.isalnum() and len(name) <= 40):
+                name = "unrecognised"
+            logger.info("%s record acknowledged, not dispatched -> 200", name)
+            return Answer(200, f"ignored: {name} records are not bounces")
         return self.dispatch(parsed)
 
     def dispatch(self, bounce: Bounce) -> Answer:
@@ -187,8 +196,8 @@ class BounceMiddleware:
             return self._answer(bounce, [h.name for h in wanted if not self._call(h, bounce)])
         try:
             claim = store.claim(bounce, lease_seconds=self.lease_seconds)
-        except StoreUnavailable:
-            logger.exception("bounce %s: store unavailable -> 503", bounce.key)
+        except StoreUnavailable as exc:
+            _log_store_failure(bounce.key, exc)
             return self._store_unavailable
         if claim.state is ClaimState.DONE:
             logger.info("bounce %s already processed -> 200", bounce.key)
@@ -207,8 +216,8 @@ class BounceMiddleware:
                 store.complete(claim, handler.name, finished=not failed and handler is pending[-1])
             if failed or not pending:
                 store.release(claim, finished=not failed)
-        except StoreUnavailable:
-            logger.exception("bounce %s: store unavailable -> 503", bounce.key)
+        except StoreUnavailable as exc:
+            _log_store_failure(bounce.key, exc)
             self._release_unfinished(claim)
             return self._store_unavailable
         return self._answer(bounce, failed)
@@ -228,8 +237,8 @@ class BounceMiddleware:
         assert self.store is not None
         try:
             self.store.release(claim, finished=False)
-        except StoreUnavailable:
-            logger.exception("bounce %s: could not release its claim", claim.key)
+        except StoreUnavailable as exc:
+            logger.error("bounce %s: could not release its claim: %s", claim.key, exc)
 
     def _answer(self, bounce: Bounce, failed: list[str]) -> Answer:
         if failed:
@@ -289,6 +298,12 @@ HANDLER_FAILED = Answer(500, "a handler failed; the event will be retried")
 METHOD_NOT_ALLOWED = Answer(405, "only POST is allowed here", (("Allow", "POST"),))
 
 
+def _log_store_failure(key: str, exc: StoreUnavailable) -> None:
+    # The store's own message, without the traceback: a database driver's chained
+    # error may quote the statement's parameters (addresses, the body).
+    logger.error("bounce %s: store unavailable (%s) -> 503", key, exc)
+
+
 class BodyTooLarge(Exception):
     """The body is over the configured limit (answered 413)."""
 
@@ -302,8 +317,12 @@ def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     stream = environ["wsgi.input"]
     length_header = environ.get("CONTENT_LENGTH") or ""
     if length_header:
-        if not length_header.isdigit():
+        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+        if not (length_header.isascii() and length_header.isdigit()):
             raise PayloadError("Content-Length is not a number")
+        # More digits than any real length (and int() refuses over 4300 of them).
+        if len(length_header) > 18:
+            raise BodyTooLarge
         length = int(length_header)
         if length > limit:
             raise BodyTooLarge

@@ -60,6 +60,17 @@ def test_completing_the_last_handler_can_finish_the_event() -> None:
     assert (again.state, again.completed) == (ClaimState.DONE, frozenset({"a", "b"}))
 
 
+def test_handler_names_with_spaces_survive_a_resume() -> None:
+    store = DjangoStore()
+    bounce = make_bounce()
+    first = claim(store, bounce)
+    store.complete(first, "notify team")
+    store.release(first, finished=False)
+    again = claim(store, bounce)
+    assert again.completed == frozenset({"notify team"})
+    assert store.records()[0].completed == frozenset({"notify team"})
+
+
 def test_busy_while_leased_then_resumed_after_release() -> None:
     store = DjangoStore()
     bounce = make_bounce()

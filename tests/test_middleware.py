@@ -497,3 +497,80 @@ def test_scope_surrounds_each_delivery(downstream: DownstreamApp) -> None:
     assert post(app, b"[]").status_int == 400
     assert post(app, postmark_bounce(), headers=auth_headers(USER, "wrong")).status_int == 401
     assert events == ["enter", "handler", "exit"] * 2
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("\u00b2", 400), ("1\u0663", 400), ("9" * 5000, 413), ("9" * 19, 413)],
+    ids=["superscript-two", "arabic-indic-digit", "5000-digits", "19-digits"],
+)
+def test_content_length_that_int_would_refuse(
+    middleware: BounceMiddleware, length: str, status: int
+) -> None:
+    code, _, stream = call_raw(middleware, b"{}", length)
+    assert code == status
+    assert stream.consumed == 0
+
+
+@pytest.mark.parametrize("field", ["Email", "Type", "RecordType", "Tag"])
+def test_lone_surrogate_escapes_are_refused(
+    app: TestApp[Any], recorder: Recorder, field: str
+) -> None:
+    body = json.dumps(postmark_bounce()).replace(
+        '"' + field + '": "', '"' + field + '": "\\ud800', 1
+    )
+    assert "\\ud800" in body
+    response = post(app, body.encode())
+    assert response.status_int == 400
+    assert response.text == "body holds an unpaired UTF-16 surrogate escape\n"
+    assert recorder.seen == []
+
+
+def test_paired_surrogate_escapes_are_fine(app: TestApp[Any], recorder: Recorder) -> None:
+    body = json.dumps(postmark_bounce(Subject="\U0001f4e7 mail"))  # escaped as a pair
+    assert "\\ud83d" in body
+    assert post(app, body.encode()).status_int == 200
+    assert recorder.seen[0].subject == "\U0001f4e7 mail"
+
+
+@pytest.mark.parametrize(
+    "record_type", ["Open\r\nX-Injected: 1", "x" * 5000, "Dél\u00e9very", "\ud800"]
+)
+def test_unknown_record_types_are_not_echoed(
+    app: TestApp[Any], caplog: pytest.LogCaptureFixture, record_type: str
+) -> None:
+    body = json.dumps({"RecordType": record_type, "Recipient": "a@example.com"})
+    with caplog.at_level(logging.INFO, logger="bounce_middleware"):
+        response = post(app, body.encode())
+    if "\ud800" in record_type:
+        assert response.status_int == 400
+        return
+    assert response.status_int == 200
+    assert response.text == "ignored: unrecognised records are not bounces\n"
+    assert all(record_type not in r.getMessage() for r in caplog.records)
+
+
+def test_a_known_record_type_is_named(app: TestApp[Any]) -> None:
+    response = post(app, load_payload("open"))
+    assert response.text == "ignored: Open records are not bounces\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("lease_seconds", 0), ("lease_seconds", -5), ("retry_after", -1)]
+)
+def test_lease_and_retry_after_are_checked(
+    downstream: DownstreamApp, option: str, value: float
+) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        options: dict[str, Any] = {option: value}
+        BounceMiddleware(downstream, path=PATH, credentials=["a:b"], **options)
+
+
+@pytest.mark.parametrize("name", ["two\nlines", " padded", "tab\there", ""])
+def test_handler_names_must_be_printable(middleware: BounceMiddleware, name: str) -> None:
+    if not name:
+        # An empty name falls back to the default one.
+        assert middleware.add_handler(print, name=name).name == "builtins.print"
+        return
+    with pytest.raises(ConfigurationError, match="printable"):
+        middleware.add_handler(print, name=name)

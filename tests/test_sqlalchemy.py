@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,6 +165,33 @@ def test_store_unavailable_without_tables(tmp_path: Path) -> None:
         store.claim(event, lease_seconds=60)
     with pytest.raises(StoreUnavailable):
         store.records()
+
+
+def test_store_failures_are_logged_without_sql_parameters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLAlchemyStore(sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
+    app = TestApp(
+        BounceMiddleware(
+            lambda environ, start_response: [],
+            path="/hook",
+            credentials=["postmark:s3cret"],
+            store=store,
+        )
+    )
+    with caplog.at_level(logging.DEBUG):
+        response = app.post_json(
+            "/hook",
+            postmark_bounce(email="secret-user@example.com"),
+            headers=auth_headers("postmark", "s3cret"),
+            status=503,
+        )
+    assert response.headers["Retry-After"]
+    logged = "\n".join(caplog.text.splitlines())
+    assert "store unavailable" in logged
+    # A driver's chained error quotes the statement's parameters: never in the logs.
+    assert "secret-user" not in logged
+    assert all(record.exc_info is None for record in caplog.records)
 
 
 def test_store_accepts_a_sessionmaker(engine: sa.Engine) -> None:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -647,12 +648,13 @@ def test_a_completion_that_cannot_be_recorded_is_retried(tmp_path: Path) -> None
             lock.execute("BEGIN IMMEDIATE")
             locks.append(lock)
 
-    # A lease of 0 lets the redelivery take over at once instead of after minutes.
-    app = make_app(store, grab_the_lock, lease_seconds=0)
+    # A lease of 10 ms lets the redelivery take over at once instead of after minutes.
+    app = make_app(store, grab_the_lock, lease_seconds=0.01)
     payload = postmark_bounce()
     post(app, payload, 503)
     locks[0].execute("ROLLBACK")
     locks[0].close()
+    time.sleep(0.02)
     post(app, payload, 200)
     post(app, payload, 200)
     assert len(calls) == 2

@@ -45,7 +45,7 @@ class BounceEvent(models.Model):
     @property
     def completed_handlers(self) -> frozenset[str]:
         """The names in ``completed`` as a set."""
-        return frozenset(self.completed.split())
+        return frozenset(self.completed.splitlines())
 
 
 class BounceNotice(models.Model):

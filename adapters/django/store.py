@@ -124,7 +124,7 @@ class DjangoStore:
             if row is None:  # deleted meanwhile (by an admin); the retry will insert it
                 raise StoreUnavailable("bounce event vanished while being claimed")
             finished, completed_text, lease_expires = row
-            completed = frozenset(completed_text.split())
+            completed = frozenset(completed_text.splitlines())
             if finished:
                 return Claim(key, ClaimState.DONE, completed)
             if isinstance(lease_expires, datetime) and lease_expires > now:

@@ -62,6 +62,10 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         # (SMTP diagnostics, Received headers): rebuild only when a list is really there.
         if b"[" in body and type(data) is MappingProxyType and _holds_list(data):
             data = _freeze_arrays(data)
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text can
+        # hold: it would fail wherever the value is encoded again (a store, a log, an answer).
+        if (b"\\ud" in body or b"\\uD" in body) and _holds_surrogate(data):
+            raise PayloadError("body holds an unpaired UTF-16 surrogate escape")
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
     except ValueError as exc:
@@ -74,6 +78,20 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         raise PayloadError(f"body is a JSON {json_type(data)}; expected an object")
     frozen: Mapping[str, Any] = data
     return frozen
+
+
+def _holds_surrogate(value: Any) -> bool:
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if type(value) is MappingProxyType:
+        return any(_holds_surrogate(k) or _holds_surrogate(v) for k, v in value.items())
+    if type(value) is tuple or type(value) is list:
+        return any(_holds_surrogate(item) for item in value)
+    return False
 
 
 def _holds_list(mapping: Mapping[str, Any]) -> bool:
