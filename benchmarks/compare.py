@@ -17,16 +17,16 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .harness import workdir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -111,14 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.repeats, args.seconds, args.abba_rounds = 3, 0.05, 5
 
-    workdir = Path(tempfile.mkdtemp(prefix="bounce-bench-"))
-    try:
-        return run(args, workdir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with workdir("bounce-bench-", keep=args.keep) as path:
+        return run(args, path)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> int:

@@ -13,10 +13,14 @@ import gc
 import io
 import itertools
 import json
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bounce_middleware.testing import basic_auth_header, postmark_bounce
@@ -65,6 +69,19 @@ _CONTENT = (
     "I'm sorry to have to inform you that your message could not\r\n"
     "be delivered to one or more recipients.\r\n"
 )
+
+
+@contextmanager
+def workdir(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A fresh temporary directory for one run, removed afterwards unless ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def bounce_body(email: str) -> bytes:

@@ -36,12 +36,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .harness import workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "postmark.lua"
@@ -180,14 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    workdir = Path(tempfile.mkdtemp(prefix="bounce-http-"))
-    try:
-        return run(args, workdir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with workdir("bounce-http-", keep=args.keep) as path:
+        return run(args, path)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> int:
