@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,3 +87,12 @@ def _jsonable(value: object) -> object:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def fold_address(address: str) -> str:
+    """An address as compared case-insensitively everywhere: NFKC, then Unicode case folding.
+
+    ``lower()`` in SQL folds ASCII only on some databases (SQLite), so stores and
+    user lookups compare folded values computed here, never the database's own.
+    """
+    return unicodedata.normalize("NFKC", address).casefold()

@@ -10,6 +10,7 @@ right now by another delivery. Each handler's success is recorded with
 from __future__ import annotations
 
 import enum
+import hashlib
 import secrets
 import threading
 import time
@@ -19,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
-from .errors import ConfigurationError
-from .model import Bounce, BounceKind
+from .errors import ConfigurationError, StoreUnavailable
+from .model import Bounce, BounceKind, fold_address
 
 # Longer than any sane handler run, shorter than Postmark's later retry gaps
 # (10-15 minutes): a claim left by a crashed worker is taken over by a retry.
@@ -65,6 +66,13 @@ class Record:
     completed: frozenset[str] = frozenset()
     body: bytes = field(default=b"", repr=False)
     attempts: int = 1
+    #: Why the request was refused; set only on a rejected record (see :meth:`Store.reject`).
+    reason: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        """True for an authenticated request that was refused (400) and kept for replay."""
+        return bool(self.reason)
 
 
 @runtime_checkable
@@ -88,7 +96,16 @@ class Store(Protocol):
       lease only if the claim's token still holds it: a delivery whose lease
       expired and was taken over never frees its successor's.
     - :meth:`records` lists events by first receipt, newest first; ``email``
-      matches case-insensitively, ``unfinished`` keeps events not yet finished.
+      matches case-insensitively (Unicode case folding, :func:`fold_address`),
+      ``unfinished`` keeps events not yet finished.
+    - :meth:`reject` keeps an authenticated request whose body the parser
+      refused (answered 400), once per provider and body; ``records(rejected=True)``
+      lists those (and only those), ``unfinished`` then meaning not yet
+      :meth:`resolve`-d. A rejected record is never a claimable event.
+    - Anything a parser accepts is recorded: no length or character limit of
+      the store turns an accepted event into a permanent failure. Text columns
+      are unbounded; a NUL character, which some databases cannot keep in text,
+      is stored as U+FFFD (:func:`storable`), the body byte for byte.
     - Any failure to read or write raises
       :class:`~bounce_middleware.errors.StoreUnavailable` (answered 503 with
       ``Retry-After``, so the provider retries); nothing else escapes.
@@ -117,15 +134,74 @@ class Store(Protocol):
         kind: BounceKind | None = None,
         email: str | None = None,
         unfinished: bool = False,
+        rejected: bool = False,
         limit: int | None = 100,
     ) -> Sequence[Record]:
-        """Stored events, newest first, optionally filtered; ``limit=None`` for all."""
+        """Stored events, newest first, optionally filtered; ``limit=None`` for all.
+
+        ``rejected=True`` lists the rejected records instead of the accepted events.
+        """
+        ...
+
+    def reject(self, provider: str, body: bytes, reason: str) -> str:
+        """Keep an authenticated request that was refused with 400, to be replayed later.
+
+        Idempotent: the same provider and body are kept once (the first reason
+        stays). Returns the record's key, :func:`rejection_key`.
+        """
+        ...
+
+    def resolve(self, key: str) -> None:
+        """Mark a rejected record replayed: it is no longer listed as unfinished."""
         ...
 
 
 def new_token() -> str:
     """A random claim token, so a delivery only releases its own claim."""
     return secrets.token_hex(8)
+
+
+# -- pieces every store shares ---------------------------------------------------
+
+
+def rejection_key(provider: str, body: bytes) -> str:
+    """The key of a rejected record: the same provider and body are kept once."""
+    return f"{provider}:rejected:sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def storable(text: str) -> str:
+    """``text`` as every database can keep it: NUL (refused by PostgreSQL) as U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def kind_of(value: str) -> BounceKind:
+    """The kind stored as ``value``; ``unknown`` for one only a newer version knows."""
+    try:
+        return BounceKind(value)
+    except ValueError:
+        return BounceKind.UNKNOWN
+
+
+# Connection-level errors say what is wrong (refused, locked, read-only) and never
+# quote a statement's parameters; other drivers' messages may (DETAIL: Key (...)=(...)).
+_DESCRIBED_ERRORS = ("OperationalError", "InterfaceError")
+
+
+def unavailable(where: str, exc: BaseException) -> StoreUnavailable:
+    """The :class:`StoreUnavailable` for a driver error, safe to log.
+
+    Names ``where`` and the driver's error class; the driver's message only for
+    connection-level errors, first line only, control characters escaped.
+    """
+    # SQLAlchemy wraps the DB-API error in .orig, Django in __cause__.
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+    name = type(cause).__name__
+    message = f"{where}: {name}"
+    if name in _DESCRIBED_ERRORS or type(exc).__name__ in _DESCRIBED_ERRORS:
+        first = (str(cause).strip().splitlines() or [""])[0][:200]
+        if first:
+            message += f" ({first.encode('ascii', 'backslashreplace').decode('ascii')})"
+    return StoreUnavailable(message)
 
 
 class _MemoryEvent:
@@ -157,6 +233,33 @@ class _MemoryEvent:
         )
 
 
+class _MemoryRejection:
+    """MemoryStore's record of a rejected request."""
+
+    __slots__ = ("key", "provider", "body", "reason", "received_at", "resolved")
+
+    def __init__(self, key: str, provider: str, body: bytes, reason: str) -> None:
+        self.key = key
+        self.provider = provider
+        self.body = body
+        self.reason = reason
+        self.received_at = datetime.now(UTC)
+        self.resolved = False
+
+    def record(self) -> Record:
+        return Record(
+            key=self.key,
+            provider=self.provider,
+            email="",
+            kind=BounceKind.UNKNOWN,
+            type="",
+            received_at=self.received_at,
+            finished=self.resolved,
+            body=self.body,
+            reason=self.reason,
+        )
+
+
 class MemoryStore:
     """A store in process memory, for tests and single-process experiments.
 
@@ -166,6 +269,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, _MemoryEvent] = {}
+        self._rejected: dict[str, _MemoryRejection] = {}
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
@@ -213,18 +317,43 @@ class MemoryStore:
         kind: BounceKind | None = None,
         email: str | None = None,
         unfinished: bool = False,
+        rejected: bool = False,
         limit: int | None = 100,
     ) -> Sequence[Record]:
-        """Stored events, newest first, optionally filtered."""
+        """Stored events (or rejected records), newest first, optionally filtered."""
+        folded = None if email is None else fold_address(email)
         with self._lock:
-            found = [
-                e.record()
-                for e in reversed(self._events.values())
-                if (kind is None or e.bounce.kind == kind)
-                and (email is None or e.bounce.email.lower() == email.lower())
-                and not (unfinished and e.finished)
-            ]
+            if rejected:
+                found = [
+                    r.record()
+                    for r in reversed(self._rejected.values())
+                    if kind in (None, BounceKind.UNKNOWN)
+                    and folded in (None, "")
+                    and not (unfinished and r.resolved)
+                ]
+            else:
+                found = [
+                    e.record()
+                    for e in reversed(self._events.values())
+                    if (kind is None or e.bounce.kind == kind)
+                    and (folded is None or fold_address(e.bounce.email) == folded)
+                    and not (unfinished and e.finished)
+                ]
         return found if limit is None else found[: max(limit, 0)]
+
+    def reject(self, provider: str, body: bytes, reason: str) -> str:
+        """Keep an authenticated request refused with 400 (once per provider and body)."""
+        key = rejection_key(provider, body)
+        with self._lock:
+            self._rejected.setdefault(key, _MemoryRejection(key, provider, body, reason))
+        return key
+
+    def resolve(self, key: str) -> None:
+        """Mark a rejected record replayed."""
+        with self._lock:
+            rejection = self._rejected.get(key)
+            if rejection is not None:
+                rejection.resolved = True
 
     def close(self) -> None:
         """Nothing to release; present so every shipped store can be closed alike."""

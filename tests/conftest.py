@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .postgres import PostgresServer
+from .postgres import start as start_postgres
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -22,3 +25,11 @@ def load_payload(name: str) -> dict[str, Any]:
 def payload() -> Callable[[str], dict[str, Any]]:
     """Load a payload fixture by name."""
     return load_payload
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole test session (see ``tests/postgres.py``)."""
+    server = start_postgres()
+    yield server
+    server.stop()
