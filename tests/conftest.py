@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import postgres as _postgres
 from .postgres import PostgresServer
-from .postgres import start as start_postgres
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -28,8 +28,6 @@ def payload() -> Callable[[str], dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def postgres() -> PostgresServer:
     """A real PostgreSQL server for the whole test session (see ``tests/postgres.py``)."""
-    server = start_postgres()
-    yield server
-    server.stop()
+    return _postgres.server()

@@ -13,6 +13,7 @@ to install it.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -109,9 +110,29 @@ class PostgresServer:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+_SERVER: PostgresServer | None = None
+URL_VARIABLE = "BOUNCE_TEST_POSTGRES_URL"
+
+
+def server() -> PostgresServer:
+    """The test session's server, started on first use and stopped when this process exits.
+
+    The first call sets ``BOUNCE_TEST_POSTGRES_URL``, so that processes the tests
+    start (servers, workers, Django settings imported there) use the same server.
+    """
+    global _SERVER
+    if _SERVER is None:
+        owned = not os.environ.get(URL_VARIABLE)
+        _SERVER = start()
+        if owned:
+            os.environ[URL_VARIABLE] = _SERVER.url(_SERVER.admin_db)
+            atexit.register(_SERVER.stop)
+    return _SERVER
+
+
 def start() -> PostgresServer:
     """The server of ``BOUNCE_TEST_POSTGRES_URL``, or a new one in a temporary directory."""
-    given = os.environ.get("BOUNCE_TEST_POSTGRES_URL")
+    given = os.environ.get(URL_VARIABLE)
     if given:
         from urllib.parse import urlsplit
 
