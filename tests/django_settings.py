@@ -1,4 +1,4 @@
-"""Django settings for the test suite: SQLite, the adapter installed, a custom user model.
+"""Django settings for the tests: SQLite (PostgreSQL on request), the adapter, a custom user.
 
 The user model is ``tests.django_app.models.Member``, whose ``EMAIL_FIELD`` is
 ``contact_email`` (it also has Django's ``email`` column, holding another
@@ -53,6 +53,10 @@ TEMPLATES = [
 ]
 # A file, not Django's default in-memory test database: closing a connection
 # must really close it, and threads must really get their own connections.
+# "postgresql" is a real server (tests/postgres.py), used only by tests that ask for
+# databases=["default", "postgresql"] (or "__all__"): pytest-django creates its test
+# database only then, and the engine (Django's PostgreSQL backend with psycopg 3)
+# starts the server at its first connection, so other runs never start or touch it.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -62,7 +66,14 @@ DATABASES = {
                 tempfile.gettempdir(), f"bounce-middleware-test-{os.getpid()}.sqlite3"
             )
         },
-    }
+    },
+    "postgresql": {
+        "ENGINE": "tests.django_app.postgresql",
+        "NAME": "bounce_django",
+        # One name per test process, in case several runs share one server
+        # (BOUNCE_TEST_POSTGRES_URL).
+        "TEST": {"NAME": f"test_bounce_django_{os.getpid()}"},
+    },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Fast hashing: the tests log users in, they do not test password storage.
