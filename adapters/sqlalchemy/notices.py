@@ -1,0 +1,56 @@
+"""The queries a framework's "show the notice once" hook needs."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from bounce_middleware.model import fold_address
+from bounce_middleware.store import storable
+
+from .sessions import rowcount
+from .tables import Notice, now
+
+__all__ = ["mark_shown", "pending_notice"]
+
+
+def pending_notice(session: orm.Session, user_id: object, current_email: str) -> Notice | None:
+    """The newest notice not shown yet for the user's *current* address, or None.
+
+    Addresses are compared folded (:func:`~bounce_middleware.model.fold_address`):
+    case-insensitively, Unicode-aware, on every database. A notice about an
+    address the user no longer has is never returned: a user who fixed their
+    address sees nothing.
+    """
+    if not current_email:
+        return None
+    return session.scalars(
+        sa.select(Notice)
+        .where(
+            Notice.user_id == storable(str(user_id)),
+            Notice.shown_at.is_(None),
+            Notice.email_key == fold_address(storable(current_email)),
+        )
+        .order_by(Notice.id.desc())
+        .limit(1)
+    ).first()
+
+
+def mark_shown(session: orm.Session, notice: Notice) -> bool:
+    """Mark ``notice`` and every other pending notice for the same user and address
+    shown; the caller commits.
+
+    Returns False when a concurrent request marked it first, so "show only if
+    this returns True" gives exactly once even across processes.
+    """
+    result = session.execute(
+        sa.update(Notice)
+        .where(
+            Notice.user_id == notice.user_id,
+            Notice.shown_at.is_(None),
+            Notice.email_key == notice.email_key,
+        )
+        .values(shown_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) > 0
