@@ -14,6 +14,12 @@ Several threads and several processes on one host (gunicorn workers, a
   it has expired; a delivery only ever releases the lease it holds.
 - Each thread has its own connection, opened on first use; a forked child
   (gunicorn ``--preload``) opens new ones and never touches its parent's.
+- ``records(email=...)`` compares a folded copy of each address kept beside it
+  (``email_key``, :func:`~bounce_middleware.model.fold_address` computed in
+  Python): SQLite's own ``lower()`` folds ASCII only. Rejected requests are
+  kept in a table of their own, never claimable.
+- The tables are created on first use; those of an older version are
+  upgraded in place (see :mod:`bounce_middleware.sqlite_schema`).
 - Every ``sqlite3`` error (locked past the timeout, read-only file, disk I/O
   error, missing directory, not a database) becomes
   :class:`~bounce_middleware.errors.StoreUnavailable`, which the middleware
@@ -39,19 +45,17 @@ disk of the one host that runs them all, never on a network file system.
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
-import threading
 import time
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import ConfigurationError
 from .model import Bounce, BounceKind
-from .store import Claim, ClaimState, Record, new_token
+from .sqlite_connections import SQLiteDatabase
+from .sqlite_schema import SCHEMA_VERSION, address_key
+from .store import Claim, ClaimState, Record, kind_of, new_token, rejection_key, storable
 
 __all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -59,66 +63,7 @@ __all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 #: request timeout, and long enough to ride out any burst of short transactions.
 DEFAULT_TIMEOUT = 5.0
 
-#: Version of the tables below, kept in ``bounce_schema`` (not ``PRAGMA
-#: user_version``, which belongs to an application sharing the file).
-SCHEMA_VERSION = 1
-
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS bounce_event (
-        id INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        provider TEXT NOT NULL,
-        email TEXT NOT NULL,
-        email_lower TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        type TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        finished_at TEXT,
-        attempts INTEGER NOT NULL,
-        body BLOB NOT NULL,
-        lease_token TEXT,
-        lease_expires REAL
-    )""",
-    # No index on email or kind: each index is another page written to the WAL on
-    # every webhook (claim 60 -> 38 us measured), while filtering by them is an
-    # occasional `bounce-middleware list`, for which a scan of the table is fine.
-    """CREATE TABLE IF NOT EXISTS bounce_completion (
-        key TEXT NOT NULL REFERENCES bounce_event (key) ON DELETE CASCADE,
-        handler TEXT NOT NULL,
-        completed_at TEXT NOT NULL,
-        PRIMARY KEY (key, handler)
-    ) WITHOUT ROWID""",
-    "CREATE TABLE IF NOT EXISTS bounce_schema (version INTEGER NOT NULL)",
-)
-
-# Connections inherited over fork(): never used nor closed in the child (closing
-# one could checkpoint or delete the parent's WAL), only kept from the collector.
-_INHERITED: list[sqlite3.Connection] = []
-
-
-class _Holder:
-    """One thread's connection; when the thread ends, the holder is collected and closes it."""
-
-    __slots__ = ("__weakref__", "conn", "finalizer", "generation")
-
-    def __init__(self, conn: sqlite3.Connection, generation: int) -> None:
-        self.conn = conn
-        self.generation = generation
-        self.finalizer: weakref.finalize[..., _Holder] | None = None
-
-
-def _forget(
-    registry: dict[int, tuple[sqlite3.Connection, weakref.finalize[..., _Holder]]],
-    lock: threading.RLock,
-    ident: int,
-    conn: sqlite3.Connection,
-) -> None:
-    with lock:
-        registry.pop(ident, None)
-    with suppress(sqlite3.Error):
-        conn.close()
 
 
 class SQLiteStore:
@@ -126,11 +71,11 @@ class SQLiteStore:
 
     ``path`` is the database file. A relative path is resolved against the
     current directory when the store is created. The file and its tables are
-    created on first use; its directory is *not* created: a missing directory
-    is a deployment mistake, reported as
-    :class:`~bounce_middleware.errors.StoreUnavailable` naming it (and answered
-    503) until it exists. Creating the store touches no file; call
-    :meth:`check` to fail at start-up instead.
+    created on first use (and the tables of an older version upgraded in
+    place); its directory is *not* created: a missing directory is a deployment
+    mistake, reported as :class:`~bounce_middleware.errors.StoreUnavailable`
+    naming it (and answered 503) until it exists. Creating the store touches no
+    file; call :meth:`check` to fail at start-up instead.
 
     ``timeout`` is how long, in seconds, a write waits for another connection's
     lock before giving up with ``StoreUnavailable``. ``synchronous`` is SQLite's
@@ -139,21 +84,9 @@ class SQLiteStore:
     an existing file for :meth:`records` only (every write raises
     ``StoreUnavailable``), as ``bounce-middleware list`` needs.
 
-    Semantics of the protocol methods:
-
-    - :meth:`claim` records the event (key, provider, address, kind, type,
-      raw body) the first time its key is seen, atomically with taking a lease
-      of ``lease_seconds``. It answers ``NEW`` for a first delivery, ``DONE``
-      once :meth:`release` marked it finished, ``BUSY`` while another delivery
-      holds an unexpired lease, and ``RESUMED`` (taking a new lease) otherwise;
-      ``completed`` lists the handler names already recorded.
-    - :meth:`complete` records one handler's success; recording it twice is harmless.
-    - :meth:`release` marks the event finished when ``finished`` is true, and
-      drops the lease if, and only if, the claim's token still holds it.
-    - :meth:`records` lists events newest first (by first receipt).
-
-    Leases are compared with the wall clock (``time.time()``), shared by every
-    process on the host.
+    The protocol methods keep the contract of :class:`~bounce_middleware.store.Store`;
+    a claim of a new event is one ``INSERT``. Leases are compared with the wall
+    clock (``time.time()``), shared by every process on the host.
     """
 
     def __init__(
@@ -180,13 +113,10 @@ class SQLiteStore:
         self.timeout = float(timeout)
         self.synchronous = synchronous.upper()
         self.read_only = read_only
-        self._uri = self.path.as_uri() + ("?mode=ro" if read_only else "?mode=rwc")
-        # Reentrant: a finalizer may run, and take it, in a thread that already holds it.
-        self._lock = threading.RLock()
-        self._local = threading.local()
-        self._generation = 0
-        self._open: dict[int, tuple[sqlite3.Connection, weakref.finalize[..., _Holder]]] = {}
-        _STORES.add(self)
+        self._db = SQLiteDatabase(
+            self.path, timeout=self.timeout, synchronous=self.synchronous, read_only=read_only
+        )
+        self._transaction = self._db.transaction
 
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
@@ -197,22 +127,24 @@ class SQLiteStore:
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
         key = bounce.key
+        stored_key = storable(key)
+        email = storable(bounce.email)
         token = new_token()
         with self._transaction(write=True) as conn:
             # Read the clock once the write lock is ours: waiting for it takes time.
             now = time.time()
             inserted = conn.execute(
-                """INSERT INTO bounce_event (key, provider, email, email_lower, kind, type,
+                """INSERT INTO bounce_event (key, provider, email, email_key, kind, type,
                        received_at, attempts, body, lease_token, lease_expires)
                    VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
                    ON CONFLICT (key) DO NOTHING""",
                 (
-                    key,
-                    bounce.provider,
-                    bounce.email,
-                    bounce.email.lower(),
+                    stored_key,
+                    storable(bounce.provider),
+                    email,
+                    address_key(email),
                     bounce.kind.value,
-                    bounce.type,
+                    storable(bounce.type),
                     _timestamp(now),
                     bounce.body,
                     token,
@@ -222,12 +154,12 @@ class SQLiteStore:
             if inserted:
                 return Claim(key, ClaimState.NEW, frozenset(), token)
             finished_at, lease_expires = conn.execute(
-                "SELECT finished_at, lease_expires FROM bounce_event WHERE key = ?", (key,)
+                "SELECT finished_at, lease_expires FROM bounce_event WHERE key = ?", (stored_key,)
             ).fetchone()
             completed = frozenset(
                 name
                 for (name,) in conn.execute(
-                    "SELECT handler FROM bounce_completion WHERE key = ?", (key,)
+                    "SELECT handler FROM bounce_completion WHERE key = ?", (stored_key,)
                 )
             )
             if finished_at is not None:
@@ -238,7 +170,7 @@ class SQLiteStore:
                 """UPDATE bounce_event
                    SET lease_token = ?, lease_expires = ?, attempts = attempts + 1
                    WHERE key = ?""",
-                (token, now + lease_seconds, key),
+                (token, now + lease_seconds, stored_key),
             )
             return Claim(key, ClaimState.RESUMED, completed, token)
 
@@ -249,7 +181,7 @@ class SQLiteStore:
             conn.execute(
                 """INSERT INTO bounce_completion (key, handler, completed_at) VALUES (?, ?, ?)
                    ON CONFLICT (key, handler) DO NOTHING""",
-                (claim.key, handler, _timestamp(now)),
+                (storable(claim.key), storable(handler), _timestamp(now)),
             )
             if finished:
                 _release(conn, claim, finished_at=_timestamp(now))
@@ -265,21 +197,28 @@ class SQLiteStore:
         kind: BounceKind | None = None,
         email: str | None = None,
         unfinished: bool = False,
+        rejected: bool = False,
         limit: int | None = 100,
     ) -> Sequence[Record]:
-        """Stored events, newest first, optionally filtered.
+        """Stored events (or rejected records), newest first, optionally filtered.
 
-        ``email`` matches case-insensitively; ``unfinished`` keeps the events
-        some handler has not completed (what ``replay`` re-runs).
+        ``email`` matches with Unicode case folding; ``unfinished`` keeps the
+        events some handler has not completed (what ``replay`` re-runs), or the
+        rejected records not yet resolved.
         """
+        if rejected:
+            # A rejected record has kind unknown and no address.
+            if kind not in (None, BounceKind.UNKNOWN) or (email is not None and address_key(email)):
+                return []
+            return self._rejected(unfinished=unfinished, limit=limit)
         clauses: list[str] = []
         params: list[object] = []
         if kind is not None:
             clauses.append("kind = ?")
             params.append(BounceKind(kind).value)
         if email is not None:
-            clauses.append("email_lower = ?")
-            params.append(email.lower())
+            clauses.append("email_key = ?")
+            params.append(address_key(email))
         if unfinished:
             clauses.append("finished_at IS NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -305,7 +244,7 @@ class SQLiteStore:
                 key=key,
                 provider=provider,
                 email=address,
-                kind=_kind(kind_value),
+                kind=kind_of(kind_value),
                 type=type_,
                 received_at=datetime.fromisoformat(received_at),
                 finished=finished_at is not None,
@@ -326,10 +265,57 @@ class SQLiteStore:
             ) in rows
         ]
 
+    def _rejected(self, *, unfinished: bool, limit: int | None) -> list[Record]:
+        select = "SELECT key, provider, reason, received_at, resolved_at, body FROM bounce_rejected"
+        params: list[object] = []
+        if unfinished:
+            select += " WHERE resolved_at IS NULL"
+        select += " ORDER BY id DESC"
+        if limit is not None:
+            select += " LIMIT ?"
+            params.append(max(limit, 0))
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(select, params).fetchall()
+        return [
+            Record(
+                key=key,
+                provider=provider,
+                email="",
+                kind=BounceKind.UNKNOWN,
+                type="",
+                received_at=datetime.fromisoformat(received_at),
+                finished=resolved_at is not None,
+                body=bytes(body),
+                reason=reason,
+            )
+            for key, provider, reason, received_at, resolved_at, body in rows
+        ]
+
+    def reject(self, provider: str, body: bytes, reason: str) -> str:
+        """Keep an authenticated request refused with 400 (once per provider and body)."""
+        key = rejection_key(provider, body)
+        with self._transaction(write=True) as conn:
+            conn.execute(
+                """INSERT INTO bounce_rejected (key, provider, reason, received_at, body)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (key) DO NOTHING""",
+                (key, storable(provider), storable(reason), _timestamp(time.time()), body),
+            )
+        return key
+
+    def resolve(self, key: str) -> None:
+        """Mark a rejected record replayed."""
+        with self._transaction(write=True) as conn:
+            conn.execute(
+                """UPDATE bounce_rejected SET resolved_at = COALESCE(resolved_at, ?)
+                   WHERE key = ?""",
+                (_timestamp(time.time()), storable(key)),
+            )
+
     # -- life cycle ---------------------------------------------------------
 
     def check(self) -> None:
-        """Open the database now, creating the file and tables if needed.
+        """Open the database now, creating (or upgrading) the file and tables if needed.
 
         Optional: every method does this on first use. Raises
         :class:`~bounce_middleware.errors.StoreUnavailable` saying what is wrong.
@@ -342,154 +328,7 @@ class SQLiteStore:
 
         Call it when no other thread is using the store any more.
         """
-        with self._lock:
-            self._generation += 1
-            entries = list(self._open.values())
-        for _conn, finalizer in entries:
-            finalizer()
-
-    # -- connections --------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._connection()
-            # IMMEDIATE takes the write lock up front (waiting up to the timeout), so a
-            # transaction never fails half-way when upgrading from reader to writer.
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self._discard()
-            raise StoreUnavailable(self._describe(exc)) from exc
-
-    def _connection(self) -> sqlite3.Connection:
-        holder: _Holder | None = getattr(self._local, "holder", None)
-        if holder is not None and holder.generation == self._generation:
-            return holder.conn
-        conn = self._connect()
-        holder = _Holder(conn, self._generation)
-        with self._lock:
-            finalizer = weakref.finalize(holder, _forget, self._open, self._lock, id(holder), conn)
-            holder.finalizer = finalizer
-            self._open[id(holder)] = (conn, finalizer)
-        self._local.holder = holder
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._uri,
-            uri=True,
-            timeout=self.timeout,
-            # Transactions are begun and ended explicitly.
-            isolation_level=None,
-            # Used by one thread only; close() may close it from another.
-            check_same_thread=False,
-        )
-        try:
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            if not self.read_only:
-                self._use_wal(conn)
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch a new file to WAL (persistent: later connections find it so)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                break
-            except sqlite3.OperationalError as exc:
-                # Leaving rollback mode needs the file to itself, and SQLite answers
-                # "locked" at once, without its busy handler, when processes start together.
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.005, 0.05))
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot use WAL mode (journal mode is {mode})")
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        # Read first, so that only the very first connection to a new file takes the write lock.
-        if self._schema_version(conn) == SCHEMA_VERSION:
-            return
-        if self.read_only:
-            raise sqlite3.OperationalError("the file holds no bounce-middleware tables")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Several processes may start at once: the write lock orders them, and
-            # whoever comes second finds the tables there.
-            if self._schema_version(conn) == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO bounce_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bounce_schema'"
-        ).fetchone()
-        row = conn.execute("SELECT max(version) FROM bounce_schema").fetchone() if exists else None
-        version = int(row[0]) if row and row[0] is not None else 0
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"SQLite bounce store {self.path}: its schema version {version} is newer "
-                f"than this bounce-middleware understands ({SCHEMA_VERSION}); upgrade it"
-            )
-        return version
-
-    def _discard(self) -> None:
-        """Close this thread's connection after an error, so the next call starts afresh."""
-        holder: _Holder | None = getattr(self._local, "holder", None)
-        self._local.holder = None
-        if holder is not None and holder.finalizer is not None:
-            holder.finalizer()
-
-    def _after_fork(self) -> None:
-        """In a forked child, before any other thread runs: forget the parent's connections."""
-        for conn, finalizer in self._open.values():
-            finalizer.detach()
-            _INHERITED.append(conn)
-        # The parent's lock may have been held by a thread that does not exist here.
-        self._lock = threading.RLock()
-        self._open = {}
-        self._local = threading.local()
-
-    def _describe(self, exc: sqlite3.Error) -> str:
-        message = f"SQLite bounce store {self.path}: {exc}"
-        # os.path.isdir, unlike Path.is_dir, is False rather than raising on EACCES.
-        if not os.path.isdir(self.path.parent):
-            message += f" (directory {self.path.parent} does not exist; it is not created)"
-        elif os.path.isdir(self.path):
-            message += " (the path is a directory)"
-        return message
-
-
-# Every live store, so that a forked child (a gunicorn worker started with
-# --preload) resets them all before its first thread can use one.
-_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for store in list(_STORES):
-        store._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+        self._db.close()
 
 
 def _release(conn: sqlite3.Connection, claim: Claim, *, finished_at: str | None) -> None:
@@ -500,17 +339,9 @@ def _release(conn: sqlite3.Connection, claim: Claim, *, finished_at: str | None)
                lease_token = CASE WHEN lease_token = ? THEN NULL ELSE lease_token END,
                lease_expires = CASE WHEN lease_token = ? THEN NULL ELSE lease_expires END
            WHERE key = ?""",
-        (finished_at, claim.token, claim.token, claim.key),
+        (finished_at, claim.token, claim.token, storable(claim.key)),
     )
 
 
 def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
-
-
-def _kind(value: str) -> BounceKind:
-    try:
-        return BounceKind(value)
-    except ValueError:
-        # Written by a newer version that knows more kinds.
-        return BounceKind.UNKNOWN
