@@ -167,32 +167,33 @@ def start() -> PostgresServer:
         preexec_fn=demote,  # noqa: PLW1509 - single-threaded at this point
     )
     port = _free_port()
-    log = open(directory / "server.log", "wb")  # noqa: SIM115 - the server writes it until stop
-    process = subprocess.Popen(
-        [
-            str(bin_dir / "postgres"),
-            "-D",
-            str(data),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-k",
-            str(directory),
-            # A throw-away server: durability costs time and proves nothing here.
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=demote,  # noqa: PLW1509
-    )
+    # The server inherits the file; the parent's handle is closed once it has started.
+    with open(directory / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(directory),
+                # A throw-away server: durability costs time and proves nothing here.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=demote,  # noqa: PLW1509
+        )
     server = PostgresServer("127.0.0.1", port, "postgres", process, directory)
     _wait_until_ready(server, directory / "server.log")
     return server
