@@ -20,7 +20,8 @@ from .store import storable
 __all__ = ["SCHEMA_VERSION", "address_key", "ensure_schema"]
 
 #: Version of the tables below. 2: ``email_key`` (Unicode-folded address) replaces
-#: ``email_lower`` (ASCII ``lower()``), and rejected requests get ``bounce_rejected``.
+#: ``email_lower`` (``str.lower()``: neither NFKC nor full folding), and rejected
+#: requests get ``bounce_rejected``.
 SCHEMA_VERSION = 2
 
 _EVENT = """CREATE TABLE bounce_event (

@@ -47,6 +47,21 @@ def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
     second.close()
 
 
+def test_sqlite_store_writes_a_new_event_in_one_statement(tmp_path: Path) -> None:
+    # The claim path is what every webhook pays: one INSERT, nothing read, nothing more.
+    store = SQLiteStore(tmp_path / "bounces.sqlite3")
+    store.check()
+    statements: list[str] = []
+    store._db.connections.get().set_trace_callback(statements.append)
+    claim = store.claim(make_bounce(1, email="Émile@Example.com"), lease_seconds=LEASE)
+    assert claim.state is ClaimState.NEW
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "COMMIT"]
+    statements.clear()
+    store.complete(claim, "tests.handler", finished=True)
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
+    store.close()
+
+
 def test_sqlite_store_uses_wal_and_keeps_to_its_own_tables(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite3"
     with sqlite3.connect(path) as app_db:
