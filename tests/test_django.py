@@ -8,7 +8,6 @@ request transaction, so these tests use ``transactional_db``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,23 +18,30 @@ from django.test.utils import CaptureQueriesContext
 from webtest import TestApp
 
 from bounce_middleware.adapters.django.handlers import NAME as NOTIFY
-from bounce_middleware.adapters.django.handlers import add_notices, notify_users, user_ids
+from bounce_middleware.adapters.django.handlers import (
+    UserBounceHandler,
+    add_notices,
+    notify_users,
+    user_ids,
+)
 from bounce_middleware.adapters.django.models import BounceEvent, BounceNotice
 from bounce_middleware.adapters.django.store import DjangoStore
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
+from bounce_middleware.handlers import make_handler
 from bounce_middleware.middleware import BounceMiddleware
 from bounce_middleware.model import Bounce, BounceKind
 from bounce_middleware.store import MemoryStore
 from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests.auth_cases import AUTH_CASES, AuthCase, assert_auth_case
 from tests.django_app import handlers as test_handlers
+from tests.django_app.support import PATH, log_in, post_bounce, warnings_in
+from tests.django_settings import WEBHOOK_PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PATH = "/postmark/bounce"
 SETTINGS: dict[str, Any] = {
     "PATH": PATH,
-    "CREDENTIALS": ["postmark:s3cret"],
+    "CREDENTIALS": [f"postmark:{WEBHOOK_PASSWORD}"],
     "NOTIFY_KINDS": ["hard", "suppressed"],
     "ACCOUNT_URL": "account",
 }
@@ -59,24 +65,6 @@ def ann() -> Any:
         contact_email="Ann@Example.com",
         email="ann-unrelated@example.org",
     )
-
-
-def post_bounce(testapp: TestApp[Any], payload: dict[str, Any], status: int = 200) -> Any:
-    return testapp.post_json(
-        PATH, payload, headers=auth_headers("postmark", "s3cret"), status=status
-    )
-
-
-def log_in(testapp: TestApp[Any], username: str, password: str) -> Any:
-    """Sign in through the login form; return the page the redirect lands on."""
-    form = testapp.get("/login/").forms["login"]
-    form["username"] = username
-    form["password"] = password
-    return form.submit(status=302).follow()
-
-
-def warnings_in(page: Any) -> list[str]:
-    return re.findall(r'<li class="warning">(.*?)</li>', page.text, re.S)
 
 
 def test_whole_flow(testapp: TestApp, ann: Any) -> None:
@@ -139,6 +127,27 @@ def test_notice_without_account_url_has_no_link(ann: Any) -> None:
     [warning] = warnings_in(log_in(testapp, "ann", "ann-pw"))
     assert "<a " not in warning
     assert "check your e-mail address" in warning
+
+
+@override_settings(BOUNCE_MIDDLEWARE={**SETTINGS, "NOTICE_CATEGORY": "error"})
+def test_notice_category_sets_the_message_level(ann: Any) -> None:
+    testapp = TestApp(get_wsgi_application())
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    page = log_in(testapp, "ann", "ann-pw")
+    assert warnings_in(page) == []
+    [error] = re.findall(r'<li class="error">(.*?)</li>', page.text, re.S)
+    assert "ann@example.com" in error
+
+
+def test_notice_is_shown_on_get_only(testapp: TestApp, ann: Any) -> None:
+    log_in(testapp, "ann", "ann-pw")
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    # A HEAD response has no body: showing the notice there would lose it.
+    testapp.head("/")
+    assert BounceNotice.objects.get().shown_at is None
+    [warning] = warnings_in(testapp.get("/"))
+    assert "ann@example.com" in warning
+    assert BounceNotice.objects.get().shown_at is not None
 
 
 def test_no_notice_after_changing_address(testapp: TestApp, ann: Any) -> None:
@@ -268,9 +277,8 @@ def test_new_bounce_costs_few_queries(testapp: TestApp, ann: Any) -> None:
         "BEGIN",  # the handler's transaction: ...
         "SELECT",  # ... the users with the address
         "INSERT",  # ... their notices, in one statement
-        "UPDATE",  # ... and the handler's completion
+        "UPDATE",  # ... and the handler's completion, which also ends the claim
         "COMMIT",
-        "UPDATE",  # release: finished
     ]
 
 
@@ -286,49 +294,20 @@ def test_other_paths_reach_django(testapp: TestApp) -> None:
 
 
 def test_get_on_the_bounce_path_is_405(testapp: TestApp) -> None:
-    answer = testapp.get(PATH, headers=auth_headers("postmark", "s3cret"), status=405)
+    answer = testapp.get(PATH, headers=auth_headers("postmark", WEBHOOK_PASSWORD), status=405)
     assert answer.headers["Allow"] == "POST"
 
 
 def test_malformed_body_is_400(testapp: TestApp) -> None:
-    answer = testapp.post(PATH, "{not json", headers=auth_headers("postmark", "s3cret"), status=400)
+    headers = auth_headers("postmark", WEBHOOK_PASSWORD)
+    answer = testapp.post(PATH, "{not json", headers=headers, status=400)
     assert answer.text == "body is not valid JSON\n"
     assert not BounceEvent.objects.exists()
 
 
 @pytest.mark.parametrize("case", AUTH_CASES, ids=str)
 def test_auth(case: AuthCase, testapp: TestApp) -> None:
-    assert_auth_case(testapp, PATH, case, "postmark", "s3cret")
-
-
-@pytest.fixture
-def admin_app(testapp: TestApp) -> Iterator[TestApp]:
-    get_user_model().objects.create_superuser("boss", "boss@example.com", "boss-pw")
-    form = testapp.get("/admin/login/").forms["login-form"]
-    form["username"], form["password"] = "boss", "boss-pw"
-    form.submit(status=302)
-    yield testapp
-
-
-def test_admin_lists_filters_and_shows_bounces(admin_app: TestApp, ann: Any) -> None:
-    post_bounce(admin_app, postmark_bounce(email="ann@example.com"))
-    post_bounce(admin_app, postmark_bounce("SoftBounce", email="bob@example.com"))
-    url = "/admin/bounce_middleware/bounceevent/"
-    assert "bob@example.com" in admin_app.get(url).text
-    hard = admin_app.get(url, {"kind__exact": "hard"}).text
-    assert "ann@example.com" in hard
-    assert "bob@example.com" not in hard
-    found = admin_app.get(url, {"q": "BOB@"}).text
-    assert "bob@example.com" in found
-    assert "ann@example.com" not in found
-
-    event = BounceEvent.objects.get(email="ann@example.com")
-    detail = admin_app.get(f"{url}{event.pk}/change/").text
-    assert "&quot;Type&quot;: &quot;HardBounce&quot;" in detail
-    assert "<textarea" not in detail  # read-only
-    admin_app.get(f"{url}add/", status=403)
-    notices = admin_app.get("/admin/bounce_middleware/bouncenotice/").text
-    assert "ann@example.com" in notices
+    assert_auth_case(testapp, PATH, case, "postmark", WEBHOOK_PASSWORD)
 
 
 def test_notice_check_costs_one_query_for_a_user_without_notices(
@@ -346,7 +325,7 @@ def test_notify_users_works_with_the_plain_middleware_and_another_store(ann: Any
     app = BounceMiddleware(
         get_wsgi_application(),
         path=PATH,
-        credentials=["postmark:s3cret"],
+        credentials=[f"postmark:{WEBHOOK_PASSWORD}"],
         handlers=[notify_users],
         store=MemoryStore(),
     )
@@ -358,7 +337,7 @@ def test_notify_users_works_with_the_plain_middleware_and_another_store(ann: Any
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared-sql", "orm"])
 def test_user_lookup_and_notice_insert(prepared: bool) -> None:
-    # Both paths: the SQL compiled once, and the ORM fallback of other backends.
+    # Both paths: the statements prepared once, and the ORM of other databases.
     make = get_user_model().objects.create_user
     wanted = [make(username="a", contact_email="Ann_B@example.com").pk]
     wanted.append(make(username="b", contact_email="ann_b@EXAMPLE.com").pk)
@@ -374,7 +353,25 @@ def test_user_lookup_and_notice_insert(prepared: bool) -> None:
     add_notices("default", bounce, found, prepared=prepared)
     add_notices("default", bounce, found, prepared=prepared)  # a redelivery adds nothing
     notices = BounceNotice.objects.order_by("user_id")
-    assert [(n.user_id, n.event_key, n.kind, n.description) for n in notices] == [
-        (pk, "postmark:7", "hard", "Gone.") for pk in sorted(wanted)
+    assert [(n.user_id, n.event_key, n.kind, n.description, n.email_key) for n in notices] == [
+        (pk, "postmark:7", "hard", "Gone.", "ann_b@example.com") for pk in sorted(wanted)
     ]
     assert all(n.created_at is not None and n.shown_at is None for n in notices)
+
+
+def test_user_bounce_handler_instances_are_named_and_choose_their_kinds(ann: Any) -> None:
+    soft_notices = UserBounceHandler(notify_kinds=["soft"], name="project.handlers.soft_notices")
+    assert make_handler(soft_notices).name == "project.handlers.soft_notices"
+    assert make_handler(notify_users).name == NOTIFY
+    unnamed = make_handler(UserBounceHandler())
+    assert unnamed.name == "bounce_middleware.adapters.django.handlers.UserBounceHandler"
+    assert unnamed.transactional
+
+    soft = Bounce(
+        provider="postmark", id="8", email="ann@example.com", kind=BounceKind.SOFT,
+        type="SoftBounce",
+    )  # fmt: skip
+    assert notify_users(soft) is False  # not in NOTIFY_KINDS
+    assert not BounceNotice.objects.exists()
+    assert soft_notices(soft) is False  # called without a delivery: nothing recorded
+    assert BounceNotice.objects.get().kind == "soft"

@@ -1,4 +1,4 @@
-"""System checks, settings translation, ``wrap()`` errors and up-to-date migrations."""
+"""System checks, settings translation and ``wrap()`` errors."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.messages import constants as levels
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from bounce_middleware.adapters.django.checks import check_middleware, check_settings
-from bounce_middleware.adapters.django.conf import get_config, read_config
+from bounce_middleware.adapters.django.conf import get_state, read_state
 from bounce_middleware.adapters.django.store import DjangoStore
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.model import BounceKind
+from tests.django_settings import WEBHOOK_PASSWORD
 
-GOOD: dict[str, Any] = {"PATH": "/postmark/bounce", "CREDENTIALS": ["postmark:s3cret"]}
+GOOD: dict[str, Any] = {"PATH": "/postmark/bounce", "CREDENTIALS": [f"postmark:{WEBHOOK_PASSWORD}"]}
 NOTICE = "bounce_middleware.adapters.django.middleware.BounceNoticeMiddleware"
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 MESSAGES = "django.contrib.messages.middleware.MessageMiddleware"
@@ -40,12 +43,74 @@ def test_checks_are_registered_with_django() -> None:
     assert "bounce_middleware.E001" in found
 
 
-@pytest.mark.parametrize("credentials", [None, [], "", ["no-colon"], ["user:"], 42], ids=repr)
-def test_e001_missing_or_malformed_credentials(credentials: object) -> None:
-    setting = {"PATH": "/postmark/bounce"}
-    if credentials is not None:
-        setting["CREDENTIALS"] = credentials  # type: ignore[assignment]
-    assert ids(setting) == ["bounce_middleware.E001"]
+def messages(setting: object) -> list[tuple[str, str]]:
+    with override_settings(BOUNCE_MIDDLEWARE=setting):
+        return [(message.id or "", message.msg) for message in check_settings()]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "problem"),
+    [
+        (None, "credentials is None"),
+        ([None], "credential 1 is None — is the environment variable set?"),
+        ([f"postmark:{WEBHOOK_PASSWORD}", None], "credential 2 is None"),
+        ([("user", "hidden-secret-99")], 'credential 1 is a tuple, not a "user:password" string'),
+        ([], "no credentials configured"),
+        ("", "no credentials configured"),
+        (["no-colon"], "credential 1 must be"),
+        (["user:"], "credential 1 must be"),
+        (42, "not an int"),
+    ],
+    ids=repr,
+)
+def test_e001_malformed_credentials_name_the_problem(credentials: object, problem: str) -> None:
+    [(id, message)] = messages({"PATH": "/postmark/bounce", "CREDENTIALS": credentials})
+    assert id == "bounce_middleware.E001"
+    assert message.startswith('BOUNCE_MIDDLEWARE["CREDENTIALS"] is invalid: ')
+    assert problem in message
+    assert "hidden-secret-99" not in message  # never the secret
+
+
+def test_e001_missing_credentials() -> None:
+    assert messages({"PATH": "/postmark/bounce"}) == [
+        ("bounce_middleware.E001", 'BOUNCE_MIDDLEWARE["CREDENTIALS"] is missing.')
+    ]
+
+
+@pytest.mark.parametrize("credentials", [None, [None], [("user", "pw")]], ids=repr)
+def test_manage_py_check_reports_instead_of_crashing(credentials: object) -> None:
+    with (
+        override_settings(BOUNCE_MIDDLEWARE={**GOOD, "CREDENTIALS": credentials}),
+        pytest.raises(SystemCheckError, match=r"bounce_middleware\.E001"),
+    ):
+        call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "warned"),
+    [
+        (["postmark:s3cret"], ["credential 1 (user 'postmark') uses a password published"]),
+        (["a:" + "x" * 15], ["credential 1 (user 'a') has a password shorter than 16"]),
+        (
+            [f"new:{WEBHOOK_PASSWORD}", "old:s3cret", "x:tiny"],
+            ["credential 2 (user 'old') uses", "credential 3 (user 'x') has a password shorter"],
+        ),
+        ([f"postmark:{WEBHOOK_PASSWORD}", "b:" + "y" * 16], []),
+    ],
+)
+def test_w004_one_warning_per_weak_credential(credentials: list[str], warned: list[str]) -> None:
+    found = messages({**GOOD, "CREDENTIALS": credentials})
+    assert [id for id, _ in found] == ["bounce_middleware.W004"] * len(warned)
+    for (_, message), start in zip(found, warned, strict=True):
+        assert message.startswith(f'BOUNCE_MIDDLEWARE["CREDENTIALS"]: {start}')
+        assert not [c for c in credentials if c.partition(":")[2] in message]  # no secret
+
+
+def test_w004_reaches_manage_py_check() -> None:
+    out = StringIO()
+    with override_settings(BOUNCE_MIDDLEWARE={**GOOD, "CREDENTIALS": ["postmark:s3cret"]}):
+        call_command("check", stdout=out, stderr=out)
+    assert "bounce_middleware.W004" in out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -58,9 +123,20 @@ def test_e001_missing_or_malformed_credentials(credentials: object) -> None:
         {**GOOD, "MAX_BODY_SIZE": "lots"},
         {**GOOD, "NOTIFY_KINDS": ["hard", "fatal"]},
         {**GOOD, "STORE": "ftp://nowhere"},
-        {"CREDENTIALS": ["postmark:s3cret"]},
+        {**GOOD, "NOTICE_CATEGORY": "loud"},
+        {"CREDENTIALS": [f"postmark:{WEBHOOK_PASSWORD}"]},
     ],
-    ids=["missing", "not-a-dict", "path", "unknown-key", "number", "kind", "store", "no-path"],
+    ids=[
+        "missing",
+        "not-a-dict",
+        "path",
+        "unknown-key",
+        "number",
+        "kind",
+        "store",
+        "category",
+        "no-path",
+    ],  # fmt: skip
 )
 def test_e002_malformed_setting(setting: object) -> None:
     assert ids(setting) == ["bounce_middleware.E002"]
@@ -112,24 +188,42 @@ def test_no_middleware_warning_without_the_notify_handler() -> None:
         assert check_middleware() == []
 
 
-def test_read_config_defaults() -> None:
-    config = read_config(GOOD)
-    assert config.notify_kinds == {BounceKind.HARD}
-    assert (config.notice_message, config.account_url) == (None, None)
-    assert isinstance(config.middleware["store"], DjangoStore)
-    [handler] = config.middleware["handlers"]
+def test_read_state_defaults() -> None:
+    state = read_state(GOOD)
+    assert state.notify_kinds == {BounceKind.HARD}
+    assert (state.notice_message, state.account_url) == (None, None)
+    assert (state.notice_category, state.notice_level) == ("warning", levels.WARNING)
+    assert isinstance(state.middleware["store"], DjangoStore)
+    [handler] = state.middleware["handlers"]
     assert handler.name == "bounce_middleware.adapters.django.handlers.notify_users"
+    assert handler.transactional
 
 
-def test_read_config_store_none_and_lowercase_keys() -> None:
-    config = read_config({"path": "/b", "credentials": "a:b c:d", "store": None})
-    assert "store" not in config.middleware
-    assert config.middleware["credentials"] == ["a:b", "c:d"]
+def test_read_state_store_none_and_lowercase_keys() -> None:
+    state = read_state({"path": "/b", "credentials": "a:b c:d", "store": None})
+    assert "store" not in state.middleware
+    assert state.middleware["credentials"] == ["a:b", "c:d"]
 
 
-def test_read_config_error_names_the_django_key() -> None:
-    with pytest.raises(ConfigurationError, match=r'BOUNCE_MIDDLEWARE\["CREDENTIALS"\]'):
-        read_config({"PATH": "/b"})
+@pytest.mark.parametrize(("name", "level"), [("info", levels.INFO), (" Error ", levels.ERROR)])
+def test_notice_category_names_a_message_level(name: str, level: int) -> None:
+    assert read_state({**GOOD, "NOTICE_CATEGORY": name}).notice_level == level
+
+
+@pytest.mark.parametrize(
+    ("setting", "spelled"),
+    [
+        ({"PATH": "/b"}, 'BOUNCE_MIDDLEWARE["CREDENTIALS"]'),
+        ({**GOOD, "MAX_BODY_SIZE": "lots"}, 'BOUNCE_MIDDLEWARE["MAX_BODY_SIZE"]'),
+        ({**GOOD, "notice_category": "loud"}, 'BOUNCE_MIDDLEWARE["NOTICE_CATEGORY"]'),
+        ({**GOOD, "COLOUR": "blue"}, 'BOUNCE_MIDDLEWARE["COLOUR"]'),
+    ],
+)
+def test_read_state_error_names_the_django_key(setting: dict[str, Any], spelled: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        read_state(setting)
+    assert spelled in str(raised.value)
+    assert "bounce." not in str(raised.value)
 
 
 def test_wrap_refuses_bad_settings() -> None:
@@ -155,12 +249,15 @@ def test_wrap_needs_the_app_installed() -> None:
         get_wsgi_application()
 
 
-def test_config_is_read_once() -> None:
-    assert get_config() is get_config()
+def test_state_is_read_once() -> None:
+    assert get_state() is get_state()
 
 
-@pytest.mark.django_db
-def test_migrations_are_up_to_date() -> None:
-    out = StringIO()
-    call_command("makemigrations", "--check", "--dry-run", stdout=out)
-    assert "No changes detected" in out.getvalue()
+def test_the_package_exports_what_users_call() -> None:
+    from bounce_middleware.adapters import django as adapter
+    from bounce_middleware.adapters.django.handlers import notify_users
+
+    assert adapter.notify_users is notify_users
+    assert all(getattr(adapter, name) is not None for name in adapter.__all__)
+    with pytest.raises(AttributeError):
+        adapter.sql  # noqa: B018 - the hand-built SQL module is gone

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class BounceMiddlewareConfig(AppConfig):
-    """Registers the models, the admin and the system checks."""
+    """Registers the models, the admin, the system checks and SQLite's ``bounce_fold``."""
 
     name = "bounce_middleware.adapters.django"
     label = "bounce_middleware"
@@ -17,10 +17,14 @@ class BounceMiddlewareConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
         from django.core.signals import setting_changed
+        from django.db.backends.signals import connection_created
 
         from .checks import check_middleware, check_settings
-        from .conf import clear_config
+        from .conf import clear_state
+        from .db import register_fold, register_fold_on_open_connections
 
         checks.register(check_settings)
         checks.register(check_middleware)
-        setting_changed.connect(clear_config, dispatch_uid="bounce_middleware.clear_config")
+        setting_changed.connect(clear_state, dispatch_uid="bounce_middleware.clear_state")
+        connection_created.connect(register_fold, dispatch_uid="bounce_middleware.register_fold")
+        register_fold_on_open_connections()

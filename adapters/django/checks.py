@@ -3,14 +3,19 @@
 =========  ===============================================================
 id         problem
 =========  ===============================================================
-``E001``   ``CREDENTIALS`` missing, empty or not ``"user:password"``
+``E001``   ``CREDENTIALS`` missing, None (an unset environment variable), empty,
+           or an entry that is not a ``"user:password"`` string
 ``E002``   ``BOUNCE_MIDDLEWARE`` missing, or a key unknown or malformed
 ``E003``   a handler in ``HANDLERS`` cannot be imported or is not callable
 ``E004``   Django's URLconf also serves ``PATH`` (the webhook hides that view)
 ``W001``   ``BounceNoticeMiddleware`` is not in ``MIDDLEWARE``
 ``W002``   ``BounceNoticeMiddleware`` comes before the auth or messages middleware
 ``W003``   ``ACCOUNT_URL`` is neither a path nor a URL name that reverses
+``W004``   a weak credential: a password under 16 characters, or one published
+           in this project's examples (one warning per credential)
 =========  ===============================================================
+
+A check never raises: whatever the settings hold, ``manage.py check`` reports it.
 """
 
 from __future__ import annotations
@@ -23,20 +28,26 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
-from bounce_middleware.auth import BasicAuth
+from bounce_middleware.auth import BasicAuth, credential_warnings
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import make_handler
 from bounce_middleware.middleware import BounceMiddleware
 from bounce_middleware.settings import resolve as resolve_dotted
 
-from .conf import DEFAULT_HANDLER, SETTING, read_config
-from .handlers import notify_users
+from .conf import DEFAULT_HANDLER, SETTING, read_state
+from .handlers import UserBounceHandler
 
+_E001 = "bounce_middleware.E001"
 NOTICE_MIDDLEWARE = "bounce_middleware.adapters.django.middleware.BounceNoticeMiddleware"
 _NEEDED_BEFORE = (
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 )
+
+
+# Stands in for CREDENTIALS (checked on their own) when the other keys are read:
+# long and unpublished, so that the middleware built below logs no warning about it.
+_PLACEHOLDER_CREDENTIAL = "check:" + "placeholder-" * 3
 
 
 def _noop_app(environ: Any, start_response: Any) -> list[bytes]:  # pragma: no cover
@@ -55,36 +66,39 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     upper = {str(k).upper(): v for k, v in raw.items()}
-    errors = _check_credentials(upper.get("CREDENTIALS"))
+    errors = _check_credentials(upper)
     handlers = upper.get("HANDLERS", [DEFAULT_HANDLER])
     handler_errors = _check_handlers(handlers)
     errors += handler_errors
     # The other keys, through the one reader (handlers reported above).
     rest = {k: v for k, v in raw.items() if str(k).upper() not in ("HANDLERS", "CREDENTIALS")}
     try:
-        config = read_config({**rest, "CREDENTIALS": ["check:check"], "HANDLERS": []})
-        BounceMiddleware(_noop_app, **config.middleware)
-    except ConfigurationError as exc:
+        state = read_state({**rest, "CREDENTIALS": [_PLACEHOLDER_CREDENTIAL], "HANDLERS": []})
+        BounceMiddleware(_noop_app, **state.middleware)
+    except (ConfigurationError, TypeError, ValueError) as exc:
         return [*errors, Error(str(exc), id="bounce_middleware.E002")]
-    errors += _check_path(config.middleware["path"])
-    errors += _check_account_url(config.account_url)
+    errors += _check_path(state.middleware["path"])
+    errors += _check_account_url(state.account_url)
     return errors
 
 
-def _check_credentials(credentials: object) -> list[CheckMessage]:
+def _check_credentials(upper: Mapping[str, object]) -> list[CheckMessage]:
+    hint = 'List at least one "user:password"; the endpoint never runs unauthenticated.'
+    if "CREDENTIALS" not in upper:
+        return [Error(f'{SETTING}["CREDENTIALS"] is missing.', hint=hint, id=_E001)]
+    credentials = upper["CREDENTIALS"]
     try:
-        if credentials is None:
-            raise ConfigurationError("no credentials configured")
-        BasicAuth(credentials)  # type: ignore[arg-type]
-    except (ConfigurationError, TypeError) as exc:
-        return [
-            Error(
-                f'{SETTING}["CREDENTIALS"] is missing or invalid: {exc}',
-                hint='List at least one "user:password"; the endpoint never runs unauthenticated.',
-                id="bounce_middleware.E001",
-            )
-        ]
-    return []
+        BasicAuth(credentials)  # type: ignore[arg-type]  # anything a settings file holds
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        return [Error(f'{SETTING}["CREDENTIALS"] is invalid: {exc}', hint=hint, id=_E001)]
+    return [
+        Warning(
+            f'{SETTING}["CREDENTIALS"]: {line}',
+            hint="Anyone who knows or guesses it can post bounces that flag your users.",
+            id="bounce_middleware.W004",
+        )
+        for line in credential_warnings(credentials)
+    ]
 
 
 def _check_handlers(handlers: object) -> list[CheckMessage]:
@@ -148,15 +162,16 @@ def _notifies() -> bool:
     if isinstance(handlers, str):
         handlers = handlers.split()
     try:
-        return any(resolve_dotted(item) is notify_users for item in handlers)
-    except TypeError:
+        return any(isinstance(resolve_dotted(item), UserBounceHandler) for item in handlers)
+    except (TypeError, ConfigurationError):
         return False  # reported by check_settings
 
 
 def check_middleware(**kwargs: Any) -> list[CheckMessage]:
     """Check that ``BounceNoticeMiddleware`` is installed after auth and messages.
 
-    Only when ``notify_users`` is among the handlers: without it there is no notice.
+    Only when a :class:`~.handlers.UserBounceHandler` (``notify_users``) is among
+    the handlers: without one there is no notice.
     """
     if not _notifies():
         return []

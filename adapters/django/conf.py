@@ -2,43 +2,48 @@
 
 Keys (upper case, as Django settings are written):
 
-==================  =========================================================  ==============
-key                 meaning                                                    default
-==================  =========================================================  ==============
-``PATH``            the path the webhook is posted to                          required
-``CREDENTIALS``     ``"user:password"`` strings; several allow rotation        required
-``HANDLERS``        callables or dotted names, each taking a ``Bounce``        ``notify_users``
-``STORE``           a store URL, dotted name or object; ``None`` for none      ``DjangoStore()``
-``PROVIDER``        provider name or dotted name                               ``"postmark"``
-``MAX_BODY_SIZE``   largest body accepted, in bytes                            1 MiB
-``REALM``           Basic auth realm                                           ``bounce-middleware``
-``RETRY_AFTER``     seconds, in ``Retry-After`` of 503 answers                 60
-``LEASE_SECONDS``   how long one delivery holds an event                       300
-``NOTIFY_KINDS``    kinds that leave a notice for the user                     ``["hard"]``
-``NOTICE_MESSAGE``  notice text with ``{email}``, ``{description}``,           see below
-                    ``{account_url}``; HTML, the values are escaped
-``ACCOUNT_URL``     URL name or path of the page where users change address    ``None``
-==================  =========================================================  ==============
+===================  ========================================================  ==============
+key                  meaning                                                   default
+===================  ========================================================  ==============
+``PATH``             the path the webhook is posted to                         required
+``CREDENTIALS``      ``"user:password"`` strings; several allow rotation       required
+``HANDLERS``         callables or dotted names, each taking a ``Bounce``       ``notify_users``
+``STORE``            a store URL, dotted name or object; ``None`` for none     ``DjangoStore()``
+``PROVIDER``         provider name or dotted name                              ``"postmark"``
+``MAX_BODY_SIZE``    largest body accepted, in bytes                           1 MiB
+``REALM``            Basic auth realm                                          ``bounce-middleware``
+``RETRY_AFTER``      seconds, in ``Retry-After`` of 503 answers                60
+``LEASE_SECONDS``    how long one delivery holds an event                      300
+``NOTIFY_KINDS``     kinds that leave a notice for the user                    ``["hard"]``
+``NOTICE_CATEGORY``  the notice's message level: ``debug``, ``info``,          ``"warning"``
+                     ``success``, ``warning`` or ``error``
+``NOTICE_MESSAGE``   notice text with ``{email}``, ``{description}``,          see below
+                     ``{account_url}``; HTML, the values are escaped
+``ACCOUNT_URL``      URL name or path of the page where users change address   ``None``
+===================  ========================================================  ==============
 
 The dict is translated to the flat ``bounce.*`` mapping and read by
-:func:`bounce_middleware.settings.parse_settings`, once per process (and again
-after ``override_settings`` in tests); nothing is parsed per request.
+:func:`bounce_middleware.settings.parse_settings` (which names keys as written
+here), once per process (and again after ``override_settings`` in tests) into
+the :class:`BounceState` that :func:`get_state` returns; nothing is parsed per
+request.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.messages import constants as message_levels
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from bounce_middleware.errors import ConfigurationError
+from bounce_middleware.handlers import DEFAULT_NOTIFY_KINDS
 from bounce_middleware.model import BounceKind
 from bounce_middleware.settings import Converter, as_kinds, parse_settings
 
@@ -48,10 +53,8 @@ SETTING = "BOUNCE_MIDDLEWARE"
 DEFAULT_HANDLER = "bounce_middleware.adapters.django.handlers.notify_users"
 #: Dotted name of the store used when ``STORE`` is not given.
 DEFAULT_STORE = "bounce_middleware.adapters.django.store.default_store"
-
-# A hard bounce means the address is dead; soft ones fix themselves, and a
-# spam complaint is not something to tell the user about.
-DEFAULT_NOTIFY_KINDS = frozenset({BounceKind.HARD})
+#: The message level of the notice unless ``NOTICE_CATEGORY`` says otherwise.
+DEFAULT_NOTICE_CATEGORY = "warning"
 
 DEFAULT_NOTICE_MESSAGE = _(
     "Our e-mail to {email} could not be delivered: {description} "
@@ -60,6 +63,9 @@ DEFAULT_NOTICE_MESSAGE = _(
 DEFAULT_NOTICE_MESSAGE_NO_LINK = _(
     "Our e-mail to {email} could not be delivered: {description} Please check your e-mail address."
 )
+
+# Django's message levels by name, as NOTICE_CATEGORY names them.
+_LEVELS = {name.lower(): level for name, level in message_levels.DEFAULT_LEVELS.items()}
 
 
 def _text(value: Any) -> str | Promise:
@@ -74,22 +80,35 @@ def _optional_text(value: Any) -> str | None:
     raise TypeError("expected a string or None")
 
 
+def _category(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in _LEVELS:
+        return value.strip().lower()
+    raise TypeError(f"expected a message level among: {', '.join(_LEVELS)}")
+
+
 #: The adapter's own keys, read by the same reader as the middleware's.
 ADAPTER_KEYS: Mapping[str, Converter] = {
     "notify_kinds": as_kinds,
     "notice_message": _text,
+    "notice_category": _category,
     "account_url": _optional_text,
 }
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
-    """``BOUNCE_MIDDLEWARE`` read and checked."""
+class BounceState:
+    """The project's ``BOUNCE_MIDDLEWARE``, read and checked (see :func:`get_state`)."""
 
     middleware: Mapping[str, Any]  #: keyword arguments for ``BounceMiddleware``
     notify_kinds: frozenset[BounceKind]
     notice_message: str | Promise | None  #: None: the default, with or without a link
+    notice_category: str  #: a message level name: debug, info, success, warning, error
     account_url: str | None
+
+    @property
+    def notice_level(self) -> int:
+        """``notice_category`` as the ``django.contrib.messages`` level."""
+        return _LEVELS[self.notice_category]
 
 
 def flat_settings(raw: object) -> dict[str, Any]:
@@ -108,35 +127,33 @@ def flat_settings(raw: object) -> dict[str, Any]:
     return flat
 
 
-def django_message(message: str) -> str:
-    """Name keys as the user wrote them: ``'bounce.path'`` becomes ``BOUNCE_MIDDLEWARE["PATH"]``."""
-    return re.sub(
-        r"(?<![\w.])'?bounce\.([a-z_]+)'?", lambda m: f'{SETTING}["{m.group(1).upper()}"]', message
+def spell(key: str) -> str:
+    """A key as Django users write it: ``path`` is ``BOUNCE_MIDDLEWARE["PATH"]``."""
+    return f'{SETTING}["{key.upper()}"]'
+
+
+def read_state(raw: object) -> BounceState:
+    """Read a ``BOUNCE_MIDDLEWARE`` value; raise ``ConfigurationError`` naming the bad key."""
+    parsed = parse_settings(flat_settings(raw), "bounce.", extra=ADAPTER_KEYS, spell=spell)
+    return BounceState(
+        middleware=parsed,
+        notify_kinds=parsed.pop("notify_kinds", DEFAULT_NOTIFY_KINDS),
+        notice_message=parsed.pop("notice_message", None),
+        notice_category=parsed.pop("notice_category", DEFAULT_NOTICE_CATEGORY),
+        account_url=parsed.pop("account_url", None),
     )
 
 
-def read_config(raw: object) -> Config:
-    """Read a ``BOUNCE_MIDDLEWARE`` value; raise ``ConfigurationError`` naming the bad key."""
-    try:
-        parsed = parse_settings(flat_settings(raw), "bounce.", extra=ADAPTER_KEYS)
-    except ConfigurationError as exc:
-        raise ConfigurationError(django_message(str(exc))) from None
-    notify_kinds = parsed.pop("notify_kinds", DEFAULT_NOTIFY_KINDS)
-    notice_message = parsed.pop("notice_message", None)
-    account_url = parsed.pop("account_url", None)
-    return Config(parsed, notify_kinds, notice_message, account_url)
-
-
 @functools.cache
-def get_config() -> Config:
+def get_state() -> BounceState:
     """The project's configuration, read once; ``ImproperlyConfigured`` if it is wrong."""
     try:
-        return read_config(getattr(settings, SETTING, None))
+        return read_state(getattr(settings, SETTING, None))
     except ConfigurationError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
 
 
-def clear_config(*, setting: str, **kwargs: Any) -> None:
+def clear_state(*, setting: str, **kwargs: Any) -> None:
     """``setting_changed`` receiver: forget the cached configuration."""
     if setting == SETTING:
-        get_config.cache_clear()
+        get_state.cache_clear()

@@ -1,9 +1,17 @@
-"""Database connections around work done outside Django's request cycle.
+"""Database helpers: connection housekeeping and case-insensitive address matching.
 
 Django closes or recycles connections on ``request_started`` and
 ``request_finished``. The bounce endpoint answers before Django's handler
 runs, so those signals never fire for it; :func:`connection_scope` does the
 same work around one webhook delivery instead.
+
+Addresses are compared folded (:func:`~bounce_middleware.model.fold_address`:
+NFKC, then Unicode case folding). The adapter's own tables keep a folded copy
+computed in Python; the project's user table has none, so :class:`Folded`
+folds it in SQL: on SQLite, whose ``lower()`` folds ASCII only, with the
+function ``bounce_fold`` (``fold_address`` itself) registered on every
+connection; elsewhere with ``LOWER()``, Unicode-aware on PostgreSQL under a
+UTF-8 locale.
 """
 
 from __future__ import annotations
@@ -11,10 +19,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Func, TextField
+from django.db.models.sql.compiler import SQLCompiler
+
+from bounce_middleware.model import fold_address
 
 _depth: ContextVar[int] = ContextVar("bounce_middleware_connection_depth", default=0)
+
+#: The SQL function registered on SQLite connections.
+FOLD_FUNCTION = "bounce_fold"
 
 
 def close_old_connections() -> None:
@@ -45,3 +62,43 @@ def connection_scope() -> Iterator[None]:
         _depth.reset(token)
         if depth == 0:
             close_old_connections()
+
+
+def _fold(value: object) -> object:
+    # NULL (and any non-text value) passes through, as lower() does.
+    return fold_address(value) if isinstance(value, str) else value
+
+
+def register_fold(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """``connection_created`` receiver: add ``bounce_fold`` to a new SQLite connection.
+
+    Deterministic, so that a project may index ``bounce_fold(email)`` on its
+    user table (every connection writing that table then needs the function:
+    Django's do, through this receiver).
+    """
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(FOLD_FUNCTION, 1, _fold, deterministic=True)
+
+
+def register_fold_on_open_connections() -> None:
+    """:func:`register_fold` for connections opened before the app was ready."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            register_fold(conn)
+
+
+class Folded(Func):
+    """An address folded in SQL: ``bounce_fold(x)`` on SQLite, ``LOWER(x)`` elsewhere.
+
+    Index it on a large user table to keep the user lookup a search, e.g. in a
+    custom user model's ``Meta.indexes = [models.Index(Folded("email"), name=...)]``.
+    """
+
+    function = "LOWER"
+    output_field = TextField()
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> Any:
+        """``bounce_fold(x)``: SQLite's ``lower()`` folds ASCII letters only."""
+        return self.as_sql(compiler, connection, function=FOLD_FUNCTION, **extra_context)

@@ -1,8 +1,9 @@
 """``BounceNoticeMiddleware``: tell a logged-in user, once, that mail to them bounced.
 
 Put it in ``MIDDLEWARE`` after ``AuthenticationMiddleware`` and
-``MessageMiddleware``. On each ``GET`` by a logged-in user it runs one indexed
-query for notices about the user's *current* address not yet shown; a user
+``MessageMiddleware``. On each ``GET`` (the core's ``NOTICE_METHODS``, as in
+every framework) by a logged-in user it runs one indexed query for notices
+about the user's *current* address (compared folded) not yet shown; a user
 with none pays that query only. A user who has changed their address since
 the bounce sees nothing.
 """
@@ -21,16 +22,20 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .conf import DEFAULT_NOTICE_MESSAGE, DEFAULT_NOTICE_MESSAGE_NO_LINK, get_config
-from .models import BounceNotice
+from bounce_middleware.handlers import NOTICE_METHODS
+from bounce_middleware.model import fold_address
+from bounce_middleware.store import storable
 
-# Not on POST: the request that changes the address must not fetch the notice
-# it makes obsolete (and messages added there would show after its redirect).
-_CHECKED_METHODS = frozenset({"GET", "HEAD"})
+from .conf import DEFAULT_NOTICE_MESSAGE, DEFAULT_NOTICE_MESSAGE_NO_LINK, get_state
+from .models import BounceNotice
 
 
 class BounceNoticeMiddleware:
-    """Adds a ``messages.warning`` for an unseen bounce of the user's current address."""
+    """Adds a message (``NOTICE_CATEGORY``) for an unseen bounce of the user's current address.
+
+    GET only: a HEAD response has no body, so the notice would be lost; a POST
+    may be the very request that changes the address.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
@@ -39,7 +44,7 @@ class BounceNoticeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         # Without a session cookie nobody is logged in (messages need a session-backed
         # login): skip resolving request.user, which costs anonymous requests ~13 us.
-        if request.method in _CHECKED_METHODS and settings.SESSION_COOKIE_NAME in request.COOKIES:
+        if request.method in NOTICE_METHODS and settings.SESSION_COOKIE_NAME in request.COOKIES:
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated:
                 address = getattr(user, self.email_field, "")
@@ -51,7 +56,7 @@ class BounceNoticeMiddleware:
         """Show the newest unseen notice for ``address`` and mark all of them shown."""
         pending = list(
             BounceNotice.objects.filter(
-                user_id=user_id, shown_at__isnull=True, email__iexact=address
+                user_id=user_id, shown_at__isnull=True, email_key=fold_address(storable(address))
             ).values_list("pk", "email", "description")
         )
         if not pending:
@@ -62,12 +67,13 @@ class BounceNoticeMiddleware:
         ).update(shown_at=timezone.now())
         if shown:
             _, email, description = pending[0]
-            messages.warning(request, notice_text(email, description))
+            level = get_state().notice_level
+            messages.add_message(request, level, notice_text(email, description))
 
 
 def account_url() -> str | None:
     """``ACCOUNT_URL`` as a path: a path as given, a URL name reversed."""
-    target = get_config().account_url
+    target = get_state().account_url
     if not target or "/" in target:
         return target
     try:
@@ -78,9 +84,8 @@ def account_url() -> str | None:
 
 def notice_text(email: str, description: str) -> SafeString:
     """The notice as HTML: ``NOTICE_MESSAGE`` with the values escaped."""
-    config = get_config()
     url = account_url()
-    message = config.notice_message
+    message = get_state().notice_message
     if message is None:
         message = DEFAULT_NOTICE_MESSAGE if url else DEFAULT_NOTICE_MESSAGE_NO_LINK
     return format_html(str(message), email=email, description=description, account_url=url or "")

@@ -1,4 +1,13 @@
-"""The stored bounce events (the store) and the per-user notices (the user store)."""
+"""The stored bounce events and rejected requests (the store), and per-user notices.
+
+Every text column that holds request data is unbounded (``TextField``):
+anything the parser accepts must be storable on every database, so no
+``max_length`` may turn an accepted event into a ``DataError`` and a permanent
+503. Addresses are also kept folded (:func:`~bounce_middleware.model.fold_address`,
+computed in Python) in ``email_key``, which is what every address filter
+compares; no unbounded address column is indexed (a PostgreSQL btree entry
+is limited to about 2.7 KB).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +29,13 @@ class BounceEvent(models.Model):
     handlers now, so that a concurrent redelivery in another process waits.
     """
 
-    key = models.CharField(_("event key"), max_length=255, unique=True)
-    provider = models.CharField(_("provider"), max_length=32)
-    email = models.CharField(_("address"), max_length=254)
+    # Unique, hence indexed: Bounce.key is bounded by the core (long ids are digested).
+    key = models.TextField(_("event key"), unique=True)
+    provider = models.TextField(_("provider"))
+    email = models.TextField(_("address"), blank=True)
+    email_key = models.TextField(_("folded address"), blank=True, default="", editable=False)
     kind = models.CharField(_("kind"), max_length=16, choices=KIND_CHOICES)
-    type = models.CharField(_("type"), max_length=64)
+    type = models.TextField(_("type"), blank=True)
     description = models.TextField(_("description"), blank=True)
     body = models.BinaryField(_("payload"))
     received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
@@ -40,12 +51,35 @@ class BounceEvent(models.Model):
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.type} {self.email}"
+        return f"{self.type} {self.email}"[:200]
 
     @property
     def completed_handlers(self) -> frozenset[str]:
         """The names in ``completed`` as a set."""
         return frozenset(self.completed.splitlines())
+
+
+class RejectedRequest(models.Model):
+    """An authenticated request whose body the parser refused (400), kept to be replayed.
+
+    ``resolved`` is set once a replay (after an upgrade) accepted it.
+    """
+
+    # sha256 of provider and body (bounce_middleware.store.rejection_key): bounded.
+    key = models.TextField(_("key"), unique=True)
+    provider = models.TextField(_("provider"))
+    body = models.BinaryField(_("body"))
+    reason = models.TextField(_("why it was refused"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
+    resolved = models.BooleanField(_("replayed"), default=False)
+
+    class Meta:
+        verbose_name = _("rejected request")
+        verbose_name_plural = _("rejected requests")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.reason}"[:200]
 
 
 class BounceNotice(models.Model):
@@ -57,8 +91,10 @@ class BounceNotice(models.Model):
         related_name="bounce_notices",
         verbose_name=_("user"),
     )
-    email = models.CharField(_("address that bounced"), max_length=254)
-    event_key = models.CharField(_("event key"), max_length=255)
+    email = models.TextField(_("address that bounced"))
+    #: ``email`` folded: the notice shows while the user's folded address equals it.
+    email_key = models.TextField(_("folded address"), blank=True, default="", editable=False)
+    event_key = models.TextField(_("event key"))
     kind = models.CharField(_("kind"), max_length=16, choices=KIND_CHOICES)
     description = models.TextField(_("description"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
@@ -76,4 +112,4 @@ class BounceNotice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.email} ({self.kind})"
+        return f"{self.email} ({self.kind})"[:200]

@@ -1,58 +1,44 @@
-"""``DjangoStore``: the store protocol on the project's own database.
+"""``DjangoStore``: the store protocol on the project's own database, through the ORM.
 
 De-duplication works across processes and hosts because every claim goes
 through the ``bounce_middleware_bounceevent`` table: a unique ``key`` decides
 which delivery is first, and conditional ``UPDATE``s take and release the
 lease (``select_for_update`` would be a no-op on SQLite, so nothing relies on
 row locks). A new event costs one ``INSERT`` to claim and one ``UPDATE`` to
-release. Those statements, and the completion ``UPDATE``, run as SQL built
-once per database from the model's metadata: on this path the ORM's query
-building costs several times the statement itself.
+record the last handler's success and end the claim.
 
-A handler that writes to the same database can record its own completion
-inside its transaction with :func:`record_completion`; its writes and the
-record then commit together, which makes it exactly-once.
+Every write joins the caller's transaction when there is one: a handler that
+writes to the same database calls :meth:`DjangoStore.complete` inside its own
+``transaction.atomic()``, and its writes and its completion commit together
+(exactly once; see :class:`~.handlers.UserBounceHandler`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import F, Q, Value
+from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from bounce_middleware.errors import StoreUnavailable
-from bounce_middleware.model import Bounce, BounceKind
-from bounce_middleware.store import Claim, ClaimState, Record, new_token
+from bounce_middleware.model import Bounce, BounceKind, fold_address
+from bounce_middleware.store import (
+    Claim,
+    ClaimState,
+    Record,
+    kind_of,
+    new_token,
+    rejection_key,
+    storable,
+    unavailable,
+)
 
-from .models import BounceEvent
-from .sql import event_sql, execute
-
-
-@dataclass(slots=True)
-class _Active:
-    """The claim this context holds: handlers completed so far, and those that recorded
-    their completion in their own transaction."""
-
-    key: str
-    token: str
-    using: str
-    completed: set[str] = field(default_factory=set)
-    recorded: set[str] = field(default_factory=set)
-
-    def completed_text(self, extra: str = "") -> str:
-        """``completed`` (plus ``extra``) as stored: one name per line."""
-        names = sorted(self.completed | {extra}) if extra else sorted(self.completed)
-        return "".join(name + "\n" for name in names)
-
-
-# Per thread (and per asyncio task), like Django's connections.
-_active: ContextVar[_Active | None] = ContextVar("bounce_middleware_active_claim", default=None)
+from .models import BounceEvent, RejectedRequest
+from .prepared import Statements, execute, statements
 
 
 class DjangoStore:
@@ -61,39 +47,40 @@ class DjangoStore:
     ``using`` names the database alias; by default the router's choice for
     writing :class:`~.models.BounceEvent`. Safe across threads (Django gives
     each its own connection) and processes (the database decides).
+    ``prepared=False`` runs every statement through the ORM (see :mod:`.prepared`).
     """
 
-    def __init__(self, using: str | None = None) -> None:
+    def __init__(self, using: str | None = None, *, prepared: bool = True) -> None:
         self.using = using
+        self.prepared = prepared
 
-    def _db(self) -> str:
+    def _statements(self, db: str) -> Statements | None:
+        return statements(db) if self.prepared else None
+
+    def __repr__(self) -> str:
+        return f"DjangoStore(using={self.using!r})"
+
+    @property
+    def db(self) -> str:
+        """The database alias events are written to."""
         return self.using or router.db_for_write(BounceEvent)
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
-        db = self._db()
+        db = self.db
         now = timezone.now()
         token = new_token()
         expires = now + timedelta(seconds=lease_seconds)
-        try:
-            if self._insert(db, bounce, now, token, expires):
-                _active.set(_Active(bounce.key, token, db))
-                return Claim(bounce.key, ClaimState.NEW, frozenset(), token)
-            return self._claim_existing(db, bounce.key, now, token, expires)
-        except DatabaseError as exc:
-            raise StoreUnavailable(f"bounce store ({db}): {type(exc).__name__}") from exc
-
-    def _insert(
-        self, db: str, bounce: Bounce, now: datetime, token: str, expires: datetime
-    ) -> bool:
-        sql = event_sql(db)
-        values = {
-            "key": bounce.key,
-            "provider": bounce.provider,
-            "email": bounce.email,
+        email = storable(bounce.email)
+        key = storable(bounce.key)
+        values: dict[str, Any] = {
+            "key": key,
+            "provider": storable(bounce.provider),
+            "email": email,
+            "email_key": fold_address(email),
             "kind": bounce.kind.value,
-            "type": bounce.type,
-            "description": bounce.description,
+            "type": storable(bounce.type),
+            "description": storable(bounce.description),
             "body": bounce.body,
             "received_at": now,
             "completed": "",
@@ -102,38 +89,37 @@ class DjangoStore:
             "lease_token": token,
             "lease_expires": expires,
         }
-        params = sql.insert_params(values)
-        # Outside a transaction (the middleware's case) a failed INSERT costs
-        # nothing; inside one, a savepoint keeps the caller's transaction usable.
+        prepared = self._statements(db)
         try:
-            if connections[db].in_atomic_block:
-                with transaction.atomic(using=db):
-                    execute(db, sql.insert, params)
+            if prepared is not None:
+                new = prepared.claim.run(db, [values]) == 1
             else:
-                execute(db, sql.insert, params)
-        except IntegrityError:
-            return False
-        return True
+                new = _insert(db, BounceEvent(**values))
+            if new:
+                return Claim(bounce.key, ClaimState.NEW, frozenset(), token)
+            return self._claim_existing(db, key, bounce.key, now, token, expires)
+        except DatabaseError as exc:
+            raise unavailable(f"bounce store ({db}): claim", exc) from None
 
     def _claim_existing(
-        self, db: str, key: str, now: datetime, token: str, expires: datetime
+        self, db: str, stored_key: str, key: str, now: datetime, token: str, expires: datetime
     ) -> Claim:
-        events = BounceEvent.objects.using(db).filter(key=key)
+        events = BounceEvent.objects.using(db).filter(key=stored_key)
+        completed: frozenset[str] = frozenset()
         for _ in range(2):
             row = events.values_list("finished", "completed", "lease_expires").first()
             if row is None:  # deleted meanwhile (by an admin); the retry will insert it
-                raise StoreUnavailable("bounce event vanished while being claimed")
+                raise StoreUnavailable("bounce store: the event vanished while being claimed")
             finished, completed_text, lease_expires = row
             completed = frozenset(completed_text.splitlines())
             if finished:
                 return Claim(key, ClaimState.DONE, completed)
-            if isinstance(lease_expires, datetime) and lease_expires > now:
+            if lease_expires is not None and lease_expires > now:
                 return Claim(key, ClaimState.BUSY, completed)
             taken = events.filter(
                 Q(lease_expires__isnull=True) | Q(lease_expires__lte=now), finished=False
             ).update(lease_token=token, lease_expires=expires, attempts=F("attempts") + 1)
             if taken:
-                _active.set(_Active(key, token, db, set(completed)))
                 return Claim(key, ClaimState.RESUMED, completed, token)
             # Another delivery took it between our read and our update: read again.
         return Claim(key, ClaimState.BUSY, completed)
@@ -141,47 +127,43 @@ class DjangoStore:
     def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
         """Record that one handler finished this event; ``finished`` also ends the claim.
 
-        A handler that recorded itself in its own transaction (``notify_users``)
-        costs no write here, so ending the claim stays a single statement.
+        Inside the caller's ``transaction.atomic()`` on this store's database,
+        the write commits or rolls back with the caller's own writes.
         """
-        self._complete(claim, handler)
+        db = self.db
+        prepared = self._statements(db)
+        if prepared is not None and claim.token:
+            # While the claim holds the lease, one prepared statement; else the ORM below.
+            sql = prepared.finish if finished else prepared.complete
+            params = [handler + "\n", *([True] if finished else []), storable(claim.key)]
+            try:
+                if execute(db, sql, [*params, claim.token]):
+                    return
+            except DatabaseError as exc:
+                raise unavailable(f"bounce store ({db}): complete", exc) from None
+        changes: dict[str, Any] = {"completed": Concat(F("completed"), Value(handler + "\n"))}
         if finished:
-            self.release(claim, finished=True)
-
-    def _complete(self, claim: Claim, handler: str) -> None:
-        db = self._db()
-        active = _active.get()
-        try:
-            if active is None or active.token != claim.token:
-                # Not claimed in this context: append in SQL, whatever is stored.
-                BounceEvent.objects.using(db).filter(key=claim.key).update(
-                    completed=Concat(F("completed"), Value(handler + "\n"))
-                )
-            elif handler not in active.recorded:  # else recorded in the handler's transaction
-                # Only the lease holder writes ``completed``, so it can write the whole set.
-                text = active.completed_text(handler)
-                execute(db, event_sql(db).set_completed, [text, claim.key])
-                active.completed.add(handler)
-        except DatabaseError as exc:
-            raise StoreUnavailable(f"bounce store ({db}): {type(exc).__name__}") from exc
+            changes.update(_finish(claim.token))
+        self._update("complete", claim, changes)
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
-        active = _active.get()
-        if active is not None and active.token == claim.token:
-            _active.set(None)
-        db = self._db()
-        sql = event_sql(db)
-        try:
-            if finished:
-                execute(db, sql.finish, [claim.token, claim.token, True, claim.key])
-            else:
-                execute(db, sql.release, [claim.key, claim.token])
-        except DatabaseError as exc:
-            raise StoreUnavailable(f"bounce store ({db}): {type(exc).__name__}") from exc
+        if finished:
+            self._update("release", claim, _finish(claim.token))
+        else:
+            self._update("release", claim, {"lease_expires": None, "lease_token": ""}, held=True)
 
-    def close(self) -> None:
-        """Nothing to release: Django owns the connections."""
+    def _update(
+        self, where: str, claim: Claim, changes: dict[str, Any], held: bool = False
+    ) -> None:
+        db = self.db
+        events = BounceEvent.objects.using(db).filter(key=storable(claim.key))
+        if held:  # only the lease this claim holds
+            events = events.filter(lease_token=claim.token)
+        try:
+            events.update(**changes)
+        except DatabaseError as exc:
+            raise unavailable(f"bounce store ({db}): {where}", exc) from None
 
     def records(
         self,
@@ -189,22 +171,55 @@ class DjangoStore:
         kind: BounceKind | None = None,
         email: str | None = None,
         unfinished: bool = False,
+        rejected: bool = False,
         limit: int | None = 100,
     ) -> Sequence[Record]:
-        """Stored events, newest first, optionally filtered."""
+        """Stored events (or rejected records), newest first, optionally filtered."""
+        if rejected:
+            return self._rejected(kind, email, unfinished, limit)
         events = BounceEvent.objects.using(self.using or router.db_for_read(BounceEvent))
         if kind is not None:
             events = events.filter(kind=kind.value)
         if email is not None:
-            events = events.filter(email__iexact=email)
+            events = events.filter(email_key=fold_address(storable(email)))
         if unfinished:
             events = events.filter(finished=False)
-        if limit is not None:
-            events = events[: max(limit, 0)]
+        return _read(events, limit, _record)
+
+    def _rejected(
+        self, kind: BounceKind | None, email: str | None, unfinished: bool, limit: int | None
+    ) -> Sequence[Record]:
+        # A rejected record has kind "unknown" and no address.
+        if kind not in (None, BounceKind.UNKNOWN) or (email is not None and fold_address(email)):
+            return []
+        rows = RejectedRequest.objects.using(self.using or router.db_for_read(RejectedRequest))
+        if unfinished:
+            rows = rows.filter(resolved=False)
+        return _read(rows, limit, _rejected_record)
+
+    def reject(self, provider: str, body: bytes, reason: str) -> str:
+        """Keep an authenticated request refused with 400 (once per provider and body)."""
+        key = rejection_key(provider, body)
+        db = self.using or router.db_for_write(RejectedRequest)
+        row = RejectedRequest(
+            key=key, provider=storable(provider), body=body, reason=storable(reason) or "refused"
+        )
         try:
-            return [_record(event) for event in events]
+            _insert(db, row)  # kept already: the first reason stays
         except DatabaseError as exc:
-            raise StoreUnavailable(f"bounce store: {type(exc).__name__}") from exc
+            raise unavailable(f"bounce store ({db}): reject", exc) from None
+        return key
+
+    def resolve(self, key: str) -> None:
+        """Mark a rejected record replayed."""
+        db = self.using or router.db_for_write(RejectedRequest)
+        try:
+            RejectedRequest.objects.using(db).filter(key=key).update(resolved=True)
+        except DatabaseError as exc:
+            raise unavailable(f"bounce store ({db}): resolve", exc) from None
+
+    def close(self) -> None:
+        """Nothing to release: Django owns the connections."""
 
 
 def default_store() -> DjangoStore:
@@ -212,12 +227,50 @@ def default_store() -> DjangoStore:
     return DjangoStore()
 
 
+def _insert(db: str, row: models.Model) -> bool:
+    """INSERT ``row``; False if its unique key is there already."""
+    try:
+        if connections[db].in_atomic_block:
+            # Inside the caller's transaction a savepoint keeps it usable after a
+            # duplicate; outside one, the failed INSERT costs nothing.
+            with transaction.atomic(using=db):
+                row.save(force_insert=True, using=db)
+        else:
+            row.save(force_insert=True, using=db)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _finish(token: str) -> dict[str, Any]:
+    """Changes that mark the event finished and free the lease if ``token`` still holds it."""
+    held = Q(lease_token=token)
+    # lease_expires first: MySQL evaluates SET left to right, with values already assigned.
+    return {
+        "lease_expires": Case(
+            When(held, then=Value(None, output_field=models.DateTimeField())),
+            default=F("lease_expires"),
+        ),
+        "lease_token": Case(When(held, then=Value("")), default=F("lease_token")),
+        "finished": True,
+    }
+
+
+def _read(rows: Any, limit: int | None, build: Any) -> list[Record]:
+    if limit is not None:
+        rows = rows[: max(limit, 0)]
+    try:
+        return [build(row) for row in rows]
+    except DatabaseError as exc:
+        raise unavailable("bounce store: records", exc) from None
+
+
 def _record(event: BounceEvent) -> Record:
     return Record(
         key=event.key,
         provider=event.provider,
         email=event.email,
-        kind=BounceKind(event.kind),
+        kind=kind_of(event.kind),
         type=event.type,
         received_at=event.received_at,
         finished=event.finished,
@@ -227,24 +280,15 @@ def _record(event: BounceEvent) -> Record:
     )
 
 
-def record_completion(bounce: Bounce, handler: str, using: str) -> bool:
-    """Record ``handler`` as completed for ``bounce`` inside the caller's transaction.
-
-    Call it inside ``transaction.atomic(using=using)``, after the handler's own
-    writes. It does something only while a :class:`DjangoStore` claim on the
-    same database is running this event's handlers; then the completion
-    commits (or rolls back) with the handler's writes, and the store does not
-    write it a second time. Returns True when it recorded.
-    """
-    active = _active.get()
-    if active is None or active.key != bounce.key or active.using != using:
-        return False
-    text = active.completed_text(handler)
-    execute(using, event_sql(using).set_completed, [text, bounce.key])
-
-    def committed() -> None:
-        active.completed.add(handler)
-        active.recorded.add(handler)
-
-    transaction.on_commit(committed, using=using)
-    return True
+def _rejected_record(row: RejectedRequest) -> Record:
+    return Record(
+        key=row.key,
+        provider=row.provider,
+        email="",
+        kind=BounceKind.UNKNOWN,
+        type="",
+        received_at=row.received_at,
+        finished=row.resolved,
+        body=bytes(row.body),
+        reason=row.reason,
+    )

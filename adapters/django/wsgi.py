@@ -17,7 +17,7 @@ from django.core.wsgi import get_wsgi_application as django_wsgi_application
 
 from bounce_middleware.middleware import BounceMiddleware
 
-from .conf import get_config
+from .conf import get_state
 from .db import connection_scope
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def wrap(application: WSGIApplication) -> BounceMiddleware:
         raise ImproperlyConfigured(f"add {APP_NAME!r} to INSTALLED_APPS to use {__name__}")
     # Django's request_started/request_finished never fire for a request Django does
     # not serve: each delivery does their connection housekeeping in connection_scope.
-    return BounceMiddleware(application, scope=connection_scope, **get_config().middleware)
+    return BounceMiddleware(application, scope=connection_scope, **get_state().middleware)
 
 
 def get_wsgi_application() -> BounceMiddleware:
