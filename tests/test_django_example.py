@@ -43,17 +43,32 @@ def wait_for(port: int, server: subprocess.Popen[bytes], seconds: float = 30) ->
     raise AssertionError("the example server did not start")
 
 
+MANAGE = [sys.executable, "manage.py"]
+#: The system check that warns about the example's published webhook password.
+WEAK_CREDENTIAL = "bounce_middleware.W004"
+
+
+def site_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "DJANGO_SITE_DB": str(tmp_path / "db.sqlite3"), **extra}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def manage(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MANAGE, *command], cwd=SITE, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[str]:
     """The example site migrated into a fresh database and served by ``runserver``."""
-    env = {**os.environ, "DJANGO_SITE_DB": str(tmp_path / "db.sqlite3")}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    manage = [sys.executable, "manage.py"]
-    for command in (["migrate", "-v", "0"], ["check", "--fail-level", "WARNING"]):
-        subprocess.run([*manage, *command], cwd=SITE, env=env, check=True, timeout=60)
+    env = site_env(tmp_path)
+    migrated = manage(env, "migrate", "-v", "0")
+    assert migrated.returncode == 0, migrated.stderr
     port = free_port()
     with subprocess.Popen(
-        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+        [*MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=SITE,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -93,8 +108,9 @@ class Browser:
         with self.opener.open(self.base + path, timeout=10) as response:
             return str(response.read().decode())
 
-    def submit(self, path: str, fields: dict[str, str]) -> str:
-        page = self.get(path)
+    def submit(self, path: str, fields: dict[str, str], page: str | None = None) -> str:
+        """Fill in the form of ``page`` (by default: GET ``path`` now) and post it."""
+        page = self.get(path) if page is None else page
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         assert token is not None
         data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token[1]}).encode()
@@ -128,3 +144,44 @@ def test_readme_flow(site: str) -> None:
 
     wrong = send(f"{site}/postmark/bounce", "--user", "postmark", "--password", "nope")
     assert wrong.returncode == 1
+
+
+def send_bounce(site: str, email: str) -> None:
+    result = send(
+        f"{site}/postmark/bounce", "--user", "postmark", "--password", "s3cret", "--email", email
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_changing_the_address_on_an_open_page_shows_no_notice(site: str) -> None:
+    # The README: open "My address", send another bounce, save a new address there:
+    # the page after saving shows no notice (a POST shows none, and the address changed).
+    browser = Browser(site)
+    browser.submit("/login/", {"username": "demo", "password": "demo"})
+    account = browser.get("/account/")  # opened before the bounce comes
+    assert notices(account) == []
+    send_bounce(site, "demo@example.com")
+    page = browser.submit("/account/", {"email": "demo@new.example.com"}, page=account)
+    assert notices(page) == []
+    assert "Your e-mail address was updated." in page
+    assert notices(browser.get("/")) == []
+
+
+def test_readme_opening_any_page_before_saving_shows_the_notice(site: str) -> None:
+    # ...and what the README says happens otherwise: a page view (GET), even of
+    # "My address" itself, shows the notice while the address is the one that bounced.
+    browser = Browser(site)
+    browser.submit("/login/", {"username": "demo", "password": "demo"})
+    send_bounce(site, "demo@example.com")
+    [notice] = notices(browser.get("/account/"))
+    assert "demo@example.com" in notice
+
+
+def test_the_example_warns_about_its_published_password(tmp_path: Path) -> None:
+    default = manage(site_env(tmp_path), "check")
+    assert default.returncode == 0, default.stderr
+    assert WEAK_CREDENTIAL in default.stderr
+    strong = site_env(tmp_path, BOUNCE_CREDENTIALS="postmark:a-long-random-password-of-mine")
+    checked = manage(strong, "check", "--fail-level", "WARNING")
+    assert checked.returncode == 0, checked.stderr
+    assert WEAK_CREDENTIAL not in checked.stderr
