@@ -160,6 +160,27 @@ def test_notice_shown_on_the_next_request_of_a_logged_in_user(testapp: TestApp[A
     assert testapp.get("/").text == "-"
 
 
+def test_notice_shown_on_get_only(app: flask.Flask, testapp: TestApp[Any]) -> None:
+    """As in every adapter (the core's NOTICE_METHODS): not on HEAD, whose answer has no
+    body, nor on a POST, which may be the form changing the address."""
+    assert log_in(testapp, "ann@example.com") == "-"
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    testapp.head("/")
+    testapp.post("/email", {"email": "ann@example.com"})  # an unrelated form post
+    assert [n.shown_at for n in notices(app)] == [None]
+    assert "ann@example.com" in testapp.get("/").text
+    assert notices(app)[0].shown_at is not None
+
+
+def test_addresses_match_with_unicode_folding(app: flask.Flask, testapp: TestApp[Any]) -> None:
+    with app.app_context():
+        db.session.add(User(email="Émile@example.com"))
+        db.session.commit()
+    post_bounce(testapp, postmark_bounce(email="émile@example.com"))
+    assert [n.user_id for n in notices(app)] == ["3"]
+    assert "émile@example.com" in log_in(testapp, "Émile@example.com")
+
+
 def test_no_notice_after_the_address_changed(app: flask.Flask, testapp: TestApp[Any]) -> None:
     post_bounce(testapp, postmark_bounce(email="ann@example.com"))
     with app.app_context():
@@ -231,6 +252,27 @@ def test_handler_failure_then_retry_completes(tmp_path: Path) -> None:
     assert "ann@example.com" in log_in(testapp, "ann@example.com")
 
 
+def test_one_app_context_per_delivery(tmp_path: Path) -> None:
+    contexts: list[object] = []
+
+    def first(bounce: Bounce) -> None:
+        flask.g.seen = bounce.key
+        contexts.append(flask.g._get_current_object())
+
+    def second(bounce: Bounce) -> None:
+        assert flask.g.seen == bounce.key  # the same context as the first handler's
+        contexts.append(flask.g._get_current_object())
+
+    app = create_app(tmp_path / "app.sqlite3", BounceExtension(db=db, handlers=[first, second]))
+    testapp = TestApp(app)
+    post_bounce(testapp, postmark_bounce(email="ann@example.com"))
+    post_bounce(testapp, postmark_bounce(email="bob@example.com"))
+    assert len(contexts) == 4
+    assert contexts[0] is contexts[1] and contexts[2] is contexts[3]
+    assert contexts[0] is not contexts[2]  # a new one for the next delivery
+    assert not flask.has_app_context()
+
+
 def test_session_cleaned_up_after_a_failing_handler(tmp_path: Path) -> None:
     sessions: list[orm.Session] = []
 
@@ -249,6 +291,23 @@ def test_session_cleaned_up_after_a_failing_handler(tmp_path: Path) -> None:
     with app.app_context():
         assert db.session() is not session
         assert db.session.scalar(sa.select(User).filter_by(email="half-done@example.com")) is None
+
+
+def test_a_failed_handlers_writes_never_commit_with_the_next_handler(tmp_path: Path) -> None:
+    def broken(bounce: Bounce) -> None:
+        db.session.add(User(email="half-done@example.com"))
+        db.session.flush()
+        raise RuntimeError("boom")
+
+    def tidy(bounce: Bounce) -> None:
+        db.session.add(User(email="tidy@example.com"))
+        db.session.commit()
+
+    app = create_app(tmp_path / "app.sqlite3", BounceExtension(db=db, handlers=[broken, tidy]))
+    post_bounce(TestApp(app), postmark_bounce(email="ann@example.com"), status=500)
+    with app.app_context():
+        emails = set(db.session.scalars(sa.select(User.email)))
+    assert "tidy@example.com" in emails and "half-done@example.com" not in emails
 
 
 def test_user_handler_is_atomic(tmp_path: Path) -> None:
@@ -365,8 +424,8 @@ def test_configured_wording_category_and_kinds(tmp_path: Path) -> None:
     post_bounce(testapp, big, status=413)
 
 
-def test_custom_user_loader(tmp_path: Path) -> None:
-    def loader() -> tuple[object, str] | None:
+def test_custom_user_lookup(tmp_path: Path) -> None:
+    def lookup() -> tuple[object, str] | None:
         user_id = flask.request.headers.get("X-User")
         if user_id is None:
             return None
@@ -374,7 +433,7 @@ def test_custom_user_loader(tmp_path: Path) -> None:
         return None if user is None else (user.id, user.email)
 
     app = create_app(
-        tmp_path / "app.sqlite3", BounceExtension(db=db, user_model=User, user_loader=loader)
+        tmp_path / "app.sqlite3", BounceExtension(db=db, user_model=User, user_lookup=lookup)
     )
     testapp = TestApp(app)
     post_bounce(testapp, postmark_bounce(email="bob@example.com"))
@@ -383,11 +442,22 @@ def test_custom_user_loader(tmp_path: Path) -> None:
     assert testapp.get("/", headers={"X-User": "2"}).text == "-"
 
 
-def test_user_loader_from_config(tmp_path: Path) -> None:
-    app = create_app(tmp_path / "app.sqlite3", BOUNCE_USER_LOADER=lambda: (2, "bob@example.com"))
+def test_user_lookup_from_config(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "app.sqlite3", BOUNCE_USER_LOOKUP=lambda: (2, "bob@example.com"))
     testapp = TestApp(app)
     post_bounce(testapp, postmark_bounce(email="bob@example.com"))
     assert "bob@example.com" in testapp.get("/").text
+
+
+def test_the_old_user_loader_names_still_work_with_a_warning(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match="BOUNCE_USER_LOADER is now BOUNCE_USER_LOOKUP"):
+        app = create_app(tmp_path / "a.sqlite3", BOUNCE_USER_LOADER=lambda: (2, "bob@example.com"))
+    post_bounce(TestApp(app), postmark_bounce(email="bob@example.com"))
+    assert "bob@example.com" in TestApp(app).get("/").text
+    with pytest.warns(DeprecationWarning, match=r"user_loader=\.\.\.\) is now user_lookup"):
+        BounceExtension(db=db, user_model=User, user_loader=lambda: None)
+    with pytest.warns(DeprecationWarning, match="UserLoader is now UserLookup"):
+        from bounce_middleware.adapters.flask import UserLoader  # noqa: F401
 
 
 @pytest.fixture

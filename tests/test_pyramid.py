@@ -23,7 +23,7 @@ from webtest import TestApp
 from bounce_middleware import Bounce, BounceMiddleware, ConfigurationError, MemoryStore
 from bounce_middleware.adapters.pyramid import (
     REGISTRY_KEY,
-    PyramidBounce,
+    BounceState,
     filter_app_factory,
     transaction_scope,
     wrap,
@@ -206,6 +206,33 @@ def test_no_notice_after_the_address_changed(testapp: TestApp, engine: sa.Engine
     assert notices(engine) == [("1", "ann@example.com", False)]
 
 
+def test_the_notices_and_the_completion_commit_in_one_transaction(
+    middleware: BounceMiddleware, testapp: TestApp, engine: sa.Engine
+) -> None:
+    """The user store is transactional: through `transaction` and zope.sqlalchemy, its
+    notices and its completion commit together, exactly once."""
+    app_engine = middleware.app.registry["dbsession_factory"].kw["bind"]  # type: ignore[attr-defined]
+    commits: list[object] = []
+    sa.event.listen(app_engine, "commit", commits.append)
+    post_bounce(testapp, postmark_bounce(email="bob@example.com"))
+    assert len(commits) == 2  # the claim; the notices with the completion
+    assert notices(engine) == [("2", "bob@example.com", False)]
+    store = middleware.store
+    assert store is not None
+    (record,) = store.records()
+    assert record.finished
+    assert record.completed == {"bounce_middleware.adapters.sqlalchemy.UserBounceHandler"}
+
+
+def test_addresses_match_with_unicode_folding(testapp: TestApp, engine: sa.Engine) -> None:
+    with orm.Session(engine) as session, session.begin():
+        session.add(User(id=3, email="Émile@example.com"))
+    post_bounce(testapp, postmark_bounce(email="émile@example.com"))
+    assert notices(engine) == [("3", "émile@example.com", False)]
+    testapp.get("/login/3")
+    assert testapp.get("/").text.startswith("We could not deliver e-mail to émile@example.com")
+
+
 def test_other_users_and_unknown_addresses_see_nothing(testapp: TestApp, engine: sa.Engine) -> None:
     post_bounce(testapp, postmark_bounce(email="nobody@example.com"))
     post_bounce(testapp, postmark_bounce(email="ann@example.com"))
@@ -226,7 +253,7 @@ def test_notice_settings(db: Path, engine: sa.Engine) -> None:
             **{
                 "bounce.notify_kinds": "hard soft",
                 "bounce.notice_message": "{type} for {email}",
-                "bounce.notice_queue": "bounce",
+                "bounce.notice_category": "bounce",
             },
         )
     )
@@ -256,13 +283,13 @@ SESSIONS = orm.sessionmaker()
 
 
 def header_user(request: Any) -> tuple[object, str] | None:
-    """A ``bounce.notice_user``: an app without a security policy, the user in headers."""
+    """A ``bounce.user_lookup``: an app without a security policy, the user in headers."""
     if "X-User" not in request.headers:
         return None
     return request.headers["X-User"], request.headers["X-Email"]
 
 
-def test_session_factory_and_notice_user_settings(engine: sa.Engine) -> None:
+def test_session_factory_and_user_lookup_settings(engine: sa.Engine) -> None:
     SESSIONS.configure(bind=engine)
     config = Configurator(
         settings={
@@ -270,7 +297,7 @@ def test_session_factory_and_notice_user_settings(engine: sa.Engine) -> None:
             "bounce.credentials": "postmark:s3cret",
             "bounce.user_model": "tests.test_pyramid:User",
             "bounce.session_factory": "tests.test_pyramid:SESSIONS",
-            "bounce.notice_user": "tests.test_pyramid:header_user",
+            "bounce.user_lookup": "tests.test_pyramid:header_user",
         }
     )
     config.set_session_factory(SignedCookieSessionFactory("not-a-secret-in-tests"))
@@ -396,7 +423,7 @@ def test_two_apps_in_one_process_keep_their_own_state(
 def test_state_lives_in_the_registry(db: Path) -> None:
     router = make_config(db, **{"bounce.max_body_size": "2048"}).make_wsgi_app()
     state = router.registry[REGISTRY_KEY]
-    assert isinstance(state, PyramidBounce)
+    assert isinstance(state, BounceState)
     assert isinstance(state.store, SQLAlchemyStore)
     middleware = wrap(router)  # the built app works as well as the Configurator
     assert middleware.app is router
@@ -435,6 +462,28 @@ def test_directive_names_conflict(db: Path) -> None:
 def test_bad_settings_are_named(db: Path, settings: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         wrap(make_config(db, **settings))
+
+
+def test_old_setting_names_still_work_with_a_warning(db: Path, engine: sa.Engine) -> None:
+    with pytest.warns(DeprecationWarning) as warned:
+        config = make_config(
+            db,
+            **{
+                "bounce.notice_queue": "bounce",
+                "bounce.notice_user": "tests.test_pyramid:header_user",
+            },
+        )
+    assert sorted(str(w.message) for w in warned) == [
+        "bounce.notice_queue is now bounce.notice_category",
+        "bounce.notice_user is now bounce.user_lookup",
+    ]
+    testapp = TestApp(wrap(config))
+    post_bounce(testapp, postmark_bounce(email="bob@example.com"))
+    testapp.get("/", headers={"X-User": "2", "X-Email": "bob@example.com"})
+    assert notices(engine) == [("2", "bob@example.com", True)]  # shown, in queue "bounce"
+    with pytest.warns(DeprecationWarning, match="PyramidBounce is now BounceState"):
+        from bounce_middleware.adapters.pyramid import PyramidBounce
+    assert PyramidBounce is BounceState
 
 
 def test_user_store_needs_a_session_factory() -> None:

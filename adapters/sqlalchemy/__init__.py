@@ -18,8 +18,8 @@ Pyramid's ``transaction`` + ``zope.sqlalchemy`` sessions all work.
   database, shared by every process that uses it.
 - :class:`UserBounceHandler` is the transactional handler that records a
   :class:`Notice` for every user whose address bounced, exactly once.
-- :func:`pending_notice` and :func:`mark_shown` are what a framework's
-  "show the notice once" hook needs.
+- :func:`take_notice` is what a framework's "show the notice once" hook
+  needs (built on :func:`pending_notice` and :func:`mark_shown`).
 
 Modules: ``tables`` (the schema), ``store`` and ``records`` (its listings), ``users``
 (the handler), ``notices`` (the queries), ``sessions`` (units of work), ``upgrade``.
@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 # The core's; version 0.1 defined it here.
 from bounce_middleware.handlers import DEFAULT_NOTIFY_KINDS as DEFAULT_NOTIFY_KINDS
 
-from .notices import mark_shown, pending_notice
+from .notices import mark_shown, pending_notice, take_notice
 from .sessions import UnitOfWork, session_scope
 from .store import SQLAlchemyStore
 from .tables import (
@@ -66,5 +66,6 @@ __all__ = [
     "metadata",
     "pending_notice",
     "session_scope",
+    "take_notice",
     "upgrade_tables",
 ]

@@ -1,67 +1,43 @@
-"""Flask integration: an extension that wraps ``app.wsgi_app`` in the middleware.
-
-::
-
-    db = SQLAlchemy(model_class=Base)
-    bounces = BounceExtension(db=db, user_model=User)
-
-    def create_app():
-        app = Flask(__name__)
-        app.config.from_mapping(BOUNCE_PATH="/postmark/bounce",
-                                BOUNCE_CREDENTIALS=["postmark:s3cret"])
-        db.init_app(app)
-        bounces.init_app(app)
-        return app
-"""
+"""The Flask extension: configuration, the middleware around ``app.wsgi_app``, its state."""
 
 from __future__ import annotations
 
 import functools
-import logging
-import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-try:
-    import flask
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    from bounce_middleware.errors import ImproperlyInstalled
-
-    raise ImproperlyInstalled("flask", "Flask") from exc
-
+import flask
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
-from bounce_middleware.errors import ConfigurationError
-from bounce_middleware.handlers import Handler, HandlerFunc, make_handler
-from bounce_middleware.middleware import BounceMiddleware
-from bounce_middleware.model import Bounce, BounceKind
-from bounce_middleware.settings import as_bool, as_kinds, parse_settings, resolve
-
-from .sqlalchemy import (
+from bounce_middleware.adapters.sqlalchemy import (
     DEFAULT_NOTICE,
-    DEFAULT_NOTIFY_KINDS,
     SQLAlchemyStore,
     UserBounceHandler,
-    mark_shown,
-    pending_notice,
     session_scope,
 )
+from bounce_middleware.errors import ConfigurationError
+from bounce_middleware.handlers import (
+    DEFAULT_NOTIFY_KINDS,
+    Handler,
+    HandlerFunc,
+    make_handler,
+)
+from bounce_middleware.middleware import BounceMiddleware
+from bounce_middleware.model import BounceKind
+from bounce_middleware.settings import as_bool, as_kinds, parse_settings, resolve
+
+from .notice import UserLookup, flash_notice, require_flask_login
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
 
-__all__ = ["EXTENSION_KEY", "BounceExtension", "BounceState", "UserLoader", "read_config"]
-
-logger = logging.getLogger("bounce_middleware")
+__all__ = ["EXTENSION_KEY", "BounceExtension", "BounceState", "read_config"]
 
 #: The key of this extension's state in ``app.extensions``.
 EXTENSION_KEY = "bounce_middleware"
-
-#: Returns ``(user id, current e-mail address)`` of the logged-in user, or None.
-UserLoader = Callable[[], "tuple[object, str] | None"]
 
 _PREFIX = "BOUNCE_"
 
@@ -71,8 +47,11 @@ _FLASK_KEYS: Mapping[str, Callable[[Any], Any]] = {
     "notice": as_bool,
     "notice_message": str,
     "notice_category": str,
-    "user_loader": resolve,
+    "user_lookup": resolve,
 }
+
+# Keys renamed for the one vocabulary of every adapter: old name -> new name.
+_RENAMED_KEYS = {"BOUNCE_USER_LOADER": "BOUNCE_USER_LOOKUP"}
 
 
 @dataclass
@@ -82,22 +61,19 @@ class BounceState:
     middleware: BounceMiddleware
     user_handler: UserBounceHandler | None
     notice_sessions: Callable[[], orm.Session] | None
-    user_loader: UserLoader | None
+    user_lookup: UserLookup | None
     notice_message: str
     notice_category: str
 
     def add_handler(
         self,
-        app: flask.Flask,
         func: HandlerFunc | Handler,
         *,
         kinds: Iterable[BounceKind | str] | None = None,
         name: str | None = None,
     ) -> Handler:
-        """Register a handler that runs inside ``app.app_context()``."""
-        return self.middleware.add_handler(
-            _in_app_context(app, make_handler(func, kinds=kinds, name=name))
-        )
+        """Register a handler; it runs inside the app context of each delivery."""
+        return self.middleware.add_handler(func, kinds=kinds, name=name)
 
 
 class BounceExtension:
@@ -107,9 +83,11 @@ class BounceExtension:
     Give ``db`` (a Flask-SQLAlchemy instance) and ``user_model`` to record a
     notice per affected user (:class:`~bounce_middleware.adapters.sqlalchemy.UserBounceHandler`,
     matching ``email_attribute`` case-insensitively), keep the de-duplication
-    store in the same database, and flash each notice once to its user.
-    ``handlers`` are added to every app; handlers always run inside
-    ``app.app_context()``.
+    store in the same database, and flash each notice once to its user, on
+    a GET request. ``handlers`` are added to every app. Each delivery of an
+    event runs inside one ``app.app_context()`` (the middleware's ``scope``),
+    so handlers can use ``current_app`` and ``db.session``; leaving it removes
+    the session.
 
     Configuration keys read by :meth:`init_app`:
 
@@ -128,9 +106,10 @@ class BounceExtension:
     - ``BOUNCE_NOTICE_MESSAGE``: the wording, with ``{email}``,
       ``{description}`` (the provider's), ``{kind}`` and ``{type}``.
     - ``BOUNCE_NOTICE_CATEGORY``: the flash category; default ``warning``.
-    - ``BOUNCE_USER_LOADER``: a callable (or dotted name) returning ``(user id,
+    - ``BOUNCE_USER_LOOKUP``: a callable (or dotted name) returning ``(user id,
       current address)`` of the logged-in user, or None; default reads
-      Flask-Login's ``current_user``.
+      Flask-Login's ``current_user``. (``BOUNCE_USER_LOADER``, its name before
+      version 0.2, still works with a ``DeprecationWarning``.)
 
     Any other ``BOUNCE_*`` key is an error, so a typo does not go unnoticed.
     """
@@ -144,16 +123,24 @@ class BounceExtension:
         email_attribute: str = "email",
         id_attribute: str | None = None,
         handlers: Iterable[HandlerFunc | Handler] = (),
-        user_loader: UserLoader | None = None,
+        user_lookup: UserLookup | None = None,
+        user_loader: UserLookup | None = None,
     ) -> None:
         if user_model is not None and db is None:
             raise ConfigurationError("user_model needs db (the Flask-SQLAlchemy instance)")
+        if user_loader is not None:
+            warnings.warn(
+                "BounceExtension(user_loader=...) is now user_lookup=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            user_lookup = user_lookup or user_loader
         self.db = db
         self.user_model = user_model
         self.email_attribute = email_attribute
         self.id_attribute = id_attribute
         self.handlers = [make_handler(h) for h in handlers]
-        self.user_loader = user_loader
+        self.user_lookup = user_lookup
         if app is not None:
             self.init_app(app)
 
@@ -169,7 +156,7 @@ class BounceExtension:
         notice = options.pop("notice", self.user_model is not None)
         notice_message = options.pop("notice_message", DEFAULT_NOTICE)
         notice_category = options.pop("notice_category", "warning")
-        user_loader = options.pop("user_loader", None) or self.user_loader
+        user_lookup = options.pop("user_lookup", None) or self.user_lookup
         _check_template(notice_message)
 
         user_handler = None
@@ -179,38 +166,42 @@ class BounceExtension:
             options.setdefault("store", SQLAlchemyStore(engine))
             notice_sessions = orm.sessionmaker(bind=engine)
             if self.user_model is not None:
+                # A session of its own (the app's session class and binds), not the
+                # scoped db.session: another handler of the same delivery may have left
+                # that one with uncommitted writes, which must not commit with these.
+                private = self.db.session.session_factory
                 user_handler = UserBounceHandler(
                     self.user_model,
                     self.email_attribute,
-                    unit_of_work=functools.partial(session_scope, self.db.session),
+                    unit_of_work=functools.partial(session_scope, private),
                     kinds=kinds,
                     id_attribute=self.id_attribute,
                 )
         if notice and user_handler is None:
             raise ConfigurationError("BOUNCE_NOTICE needs db and user_model on BounceExtension")
-        if notice and user_loader is None:
-            _require_flask_login()
+        if notice and user_lookup is None:
+            require_flask_login()
 
         handlers = [*self.handlers, *options.pop("handlers", ())]
         if user_handler is not None:
             handlers.insert(0, make_handler(user_handler, kinds=user_handler.kinds))
+        # One app context per delivery, around the store and every handler: leaving it
+        # runs the app's teardown functions (Flask-SQLAlchemy removes its session there).
         middleware = BounceMiddleware(
-            app.wsgi_app,
-            handlers=[_in_app_context(app, h) for h in handlers],
-            **options,
+            app.wsgi_app, handlers=handlers, scope=app.app_context, **options
         )
         state = BounceState(
             middleware=middleware,
             user_handler=user_handler,
             notice_sessions=notice_sessions,
-            user_loader=user_loader,
+            user_lookup=user_lookup,
             notice_message=notice_message,
             notice_category=notice_category,
         )
         app.extensions[EXTENSION_KEY] = state
         app.wsgi_app = middleware  # type: ignore[method-assign]
         if notice:
-            app.before_request(functools.partial(_flash_notice, state))
+            app.before_request(functools.partial(flash_notice, state))
 
     @staticmethod
     def state(app: flask.Flask | None = None) -> BounceState:
@@ -232,27 +223,32 @@ class BounceExtension:
     ) -> Handler:
         """Register a handler for ``app`` (default: the current app), run in its app context."""
         target = app if app is not None else _current_app()
-        return self.state(target).add_handler(target, func, kinds=kinds, name=name)
+        return self.state(target).add_handler(func, kinds=kinds, name=name)
 
 
 def read_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``BOUNCE_*`` keys of a Flask config, read by the core's settings reader.
 
-    ``BOUNCE_MAX_BODY_SIZE`` is the reader's ``bounce.max_body_size``; error
-    messages name the keys the way they are written in the Flask config.
+    Error messages name the keys as the Flask config writes them
+    (``BOUNCE_MAX_BODY_SIZE``). A key renamed since version 0.1 is read under
+    its new name, with a ``DeprecationWarning``.
     """
-    flat = {
-        "bounce." + key[len(_PREFIX) :].lower(): value
-        for key, value in config.items()
-        if key.startswith(_PREFIX)
-    }
-    try:
-        return parse_settings(flat, "bounce.", extra=_FLASK_KEYS)
-    except ConfigurationError as exc:
-        message = re.sub(
-            r"(?<![\w/:.])bounce\.([a-z_]+)", lambda m: _PREFIX + m[1].upper(), str(exc)
-        )
-        raise ConfigurationError(message) from None
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if not key.startswith(_PREFIX):
+            continue
+        new = _RENAMED_KEYS.get(key)
+        if new is not None:
+            warnings.warn(f"{key} is now {new}", DeprecationWarning, stacklevel=3)
+            if new in config:
+                continue  # the new key wins
+            key = new
+        flat[key] = value
+    return parse_settings(flat, _PREFIX, extra=_FLASK_KEYS, spell=_spell)
+
+
+def _spell(key: str) -> str:
+    return _PREFIX + key.upper()
 
 
 def _current_app() -> flask.Flask:
@@ -274,60 +270,3 @@ def _check_template(template: str) -> None:
         raise ConfigurationError(
             f"BOUNCE_NOTICE_MESSAGE may use {{email}}, {{description}}, {{kind}}, {{type}}: {exc}"
         ) from None
-
-
-def _in_app_context(app: flask.Flask, handler: Handler) -> Handler:
-    """The same handler (same name, same kinds), called inside ``app.app_context()``.
-
-    Leaving the context runs the app's teardown functions, which is where
-    Flask-SQLAlchemy removes its session, whether the handler returned or raised.
-    """
-    func = handler.func
-
-    def run(bounce: Bounce) -> object:
-        with app.app_context():
-            return func(bounce)
-
-    return Handler(run, handler.name, handler.kinds)
-
-
-def _require_flask_login() -> None:
-    try:
-        import flask_login  # noqa: F401
-    except ImportError as exc:
-        raise ConfigurationError(
-            "the bounce notice reads Flask-Login's current_user: install Flask-Login, "
-            "or set BOUNCE_USER_LOADER (or BounceExtension(user_loader=...))"
-        ) from exc
-
-
-def _current_user(state: BounceState) -> tuple[object, str] | None:
-    if state.user_loader is not None:
-        return state.user_loader()
-    from flask_login import current_user
-
-    if not current_user or not current_user.is_authenticated:
-        return None
-    assert state.user_handler is not None
-    return state.user_handler.identity(current_user)
-
-
-def _flash_notice(state: BounceState) -> None:
-    """``before_request``: flash the logged-in user's pending notice, once."""
-    if flask.request.endpoint == "static" or state.notice_sessions is None:
-        return
-    user = _current_user(state)
-    if user is None:
-        return
-    user_id, email = user
-    try:
-        with session_scope(state.notice_sessions) as session:
-            notice = pending_notice(session, user_id, email)
-            if notice is None or not mark_shown(session, notice):
-                return
-            text = notice.render(state.notice_message)
-    except sa_exc.SQLAlchemyError:
-        # A notice is not worth failing the user's page for; it stays pending.
-        logger.exception("bounce notice lookup failed")
-        return
-    flask.flash(text, state.notice_category)
