@@ -10,14 +10,16 @@ in another terminal, make Postmark "bounce" her address::
     bounce-middleware send http://127.0.0.1:5000/postmark/bounce \\
         --user postmark --password s3cret --email ann@example.com
 
-Her next page shows the notice once. Any ``BOUNCE_*`` key can be set from the
-environment with Flask's ``FLASK_`` prefix, e.g.
-``FLASK_BOUNCE_CREDENTIALS="postmark:another-secret"``.
+Her next page shows the notice once. The terminal running the app prints the
+library's log lines (``... accepted -> 200``), as the other examples do. Any
+``BOUNCE_*`` key can be set from the environment with Flask's ``FLASK_``
+prefix, e.g. ``FLASK_BOUNCE_CREDENTIALS="postmark:another-secret"``.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -117,8 +119,21 @@ def load_user(user_id: str) -> User | None:
     return db.session.get(User, int(user_id))
 
 
+def configure_logging() -> None:
+    """Print the library's log lines (one per webhook: key, kind, answer) on stderr.
+
+    Flask configures only its own logger; without this the ``bounce_middleware``
+    logger's INFO lines would go nowhere. A deployment's own logging
+    configuration (handlers on the root logger) is left alone.
+    """
+    if not logging.root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)-5.5s [%(name)s] %(message)s")
+    logging.getLogger("bounce_middleware").setLevel(logging.INFO)
+
+
 def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     """The application factory ``flask --app examples/flask_app.py run`` finds."""
+    configure_logging()
     app = flask.Flask(__name__)
     app.config.from_mapping(
         # Demo values only: set FLASK_SECRET_KEY and FLASK_BOUNCE_CREDENTIALS in production.

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import re
+import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +25,17 @@ from werkzeug.serving import make_server
 
 from bounce_middleware.cli import main as cli
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "flask_app.py"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "flask_app.py"
+
+
+@pytest.fixture(autouse=True)
+def library_log_level() -> Iterator[None]:
+    """The example sets the library's log level (to print its lines): undone after each test."""
+    logger = logging.getLogger("bounce_middleware")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +114,39 @@ def log_in_fails(browser: TestApp[Any]) -> str:
     form["name"] = "ann"
     form["password"] = "nope"
     return str(form.submit().text)
+
+
+def test_flask_run_prints_the_librarys_log_lines(tmp_path: Path) -> None:
+    """The README's command, ``flask --app examples/flask_app.py run``, from the repository
+    root: the bounce it receives is logged in its terminal, as in the other examples."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        # Keep the example's database (by default in examples/instance/) out of the tree.
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'example.sqlite3'}",
+    }
+    flask_cli = Path(sys.executable).with_name("flask")
+    command = [str(flask_cli), "--app", "examples/flask_app.py", "run", "--port", str(port)]
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as server:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                assert server.poll() is None, server.communicate()[0].decode()
+                try:
+                    with urllib.request.urlopen(url + "/login", timeout=2):
+                        break
+                except (urllib.error.URLError, ConnectionError):
+                    assert time.monotonic() < deadline, "flask run did not start within 30 s"
+                    time.sleep(0.1)
+            args = ["send", url + "/postmark/bounce", "--user", "postmark", "--password"]
+            assert cli([*args, "s3cret", "--email", "ann@example.com"]) == 0
+        finally:
+            server.terminate()
+            output = server.communicate(timeout=10)[0].decode()
+    assert re.search(r"INFO +\[bounce_middleware\] bounce postmark:\S+ .* accepted -> 200", output)
+    assert "ann@example.com" not in output  # addresses never reach the logs

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import closing
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,17 @@ PATH = "/postmark/bounce"
 HEADERS = {**auth_headers("postmark", "s3cret"), "Content-Type": "application/json"}
 
 
+INSTALL_HINT = "the example is installed as the README says: pip install -e examples/pyramid_app"
+
+
 @pytest.fixture
-def ini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The example's development.ini, copied so that ``%(here)s`` (the database) is tmp_path."""
-    monkeypatch.syspath_prepend(str(EXAMPLE))  # what PYTHONPATH=. does for pserve
+def ini(tmp_path: Path) -> Path:
+    """The example's development.ini, copied so that ``%(here)s`` (the database) is tmp_path.
+
+    Found through its installed entry point, as pserve finds it: no sys.path changes.
+    """
+    names = {e.name for e in entry_points(group="paste.app_factory") if e.module == "pyramid_app"}
+    assert names == {"main"}, INSTALL_HINT
     target = tmp_path / "development.ini"
     shutil.copy(EXAMPLE / "development.ini", target)
     return target
@@ -56,8 +64,10 @@ def flashed(page: Any, queue: str) -> str:
     return text
 
 
-def bounce(testapp: TestApp[Any], email: str) -> None:
-    testapp.post(PATH, json.dumps(postmark_bounce(email=email)), headers=HEADERS, status=200)
+def bounce(testapp: TestApp[Any], email: str, event: int = 1) -> None:
+    """A hard bounce for ``email``: ``event`` tells the events of one address apart."""
+    payload = postmark_bounce(email=email, ID=hash((email, event)) & 0xFFFFFFFF)
+    testapp.post(PATH, json.dumps(payload), headers=HEADERS, status=200)
 
 
 def test_ini_pipeline_puts_the_filter_in_front(ini: Path) -> None:
@@ -66,25 +76,44 @@ def test_ini_pipeline_puts_the_filter_in_front(ini: Path) -> None:
     assert isinstance(app.app, Router)
     assert app.path == PATH
 
+    # The README's walk-through, step by step.
     testapp = TestApp(app)
-    bounce(testapp, "Ann@Example.com")
-    home = log_in(testapp, "ann", "ann-password")
-    assert flashed(home, "bounce").startswith(
+    bounce(testapp, "Ann@Example.com", event=1)
+    home = log_in(testapp, "ann", "ann-password")  # "shown once, on the first page"
+    assert flashed(home, "warning").startswith(
         "We could not deliver e-mail to Ann@Example.com: The server was unable"
     )
-    assert "flash bounce" not in testapp.get("/").text  # once only
+    assert "flash warning" not in testapp.get("/").text  # once only
 
-    bounce(testapp, "ann@example.com")  # a new event for the same address
-    form = testapp.get("/account").forms["account"]
-    form["email"] = "ann@fixed.example.com"
+    bounce(testapp, "ann@example.com", event=2)  # "after another bounce..."
+    account = testapp.get("/account")  # "...opening the address page shows the new notice"
+    assert flashed(account, "warning").startswith("We could not deliver e-mail to ann@example")
+    form = account.forms["account"]
+    form["email"] = "ann@fixed.example.com"  # "Change the address on that page"
     home = form.submit(status=303).follow()
     assert flashed(home, "info") == "Your address is now ann@fixed.example.com."
-    assert "flash bounce" not in home.text
-    assert "flash bounce" not in testapp.get("/").text
+    assert "flash warning" not in home.text
+
+    bounce(testapp, "ann@example.com", event=3)  # "Send one more and reload: nothing"
+    assert "flash warning" not in testapp.get("/").text
+    assert "flash warning" not in testapp.get("/account").text
+
+
+def test_notices_are_shown_on_get_only(ini: Path) -> None:
+    testapp = TestApp(get_app(str(ini), "main"))
+    log_in(testapp, "bob", "bob-password")
+    bounce(testapp, "bob@example.com")
+    testapp.head("/")
+    form = testapp.get("/login").forms["login"]  # a GET: shows the notice...
+    assert "flash warning" in form.response.text
+    bounce(testapp, "bob@example.com", event=2)
+    form["name"], form["password"] = "bob", "bob-password"
+    assert "flash warning" not in form.submit(status=303).text  # ...a POST does not
+    assert "flash warning" in testapp.get("/").text
 
 
 def test_app_built_through_configurator(ini: Path) -> None:
-    example: Any = importlib.import_module("pyramid_app")
+    example: Any = importlib.import_module("pyramid_app")  # installed: importable anywhere
     settings = get_appsettings(str(ini), "pyramid_app")
     testapp = TestApp(wrap(example.make_config(settings)))
     log_in(testapp, "bob", "bob-password")
@@ -119,11 +148,12 @@ def free_port() -> int:
 
 
 def test_pserve_serves_the_pipeline(ini: Path) -> None:
+    """``pserve development.ini http_port=...`` as the README says: the .ini unchanged,
+    no PYTHONPATH."""
     port = free_port()
-    ini.write_text(ini.read_text().replace("127.0.0.1:6543", f"127.0.0.1:{port}"))
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     with subprocess.Popen(
-        [str(tool("pserve")), str(ini)],
+        [str(tool("pserve")), "development.ini", f"http_port={port}"],
         cwd=ini.parent,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,9 +1,11 @@
 """A small Pyramid app showing bounce-middleware: users, login, an address page, the notice.
 
-Run it with ``PYTHONPATH=. pserve development.ini`` from this directory; the
-``.ini`` pipeline puts the ``egg:bounce-middleware#bounce`` filter in front of
-the app, and ``config.include("bounce_middleware.adapters.pyramid")`` reads the
-``bounce.*`` settings. Database sessions follow Pyramid's SQLAlchemy
+Install it (``pip install -e examples/pyramid_app``) and run ``pserve
+development.ini`` from its directory; the ``.ini`` pipeline puts the
+``egg:bounce-middleware#bounce`` filter in front of the app (found as
+``egg:bounce-pyramid-example``), and
+``config.include("bounce_middleware.adapters.pyramid")`` reads the ``bounce.*``
+settings. Database sessions follow Pyramid's SQLAlchemy
 cookiecutter: one ``sessionmaker`` in ``registry["dbsession_factory"]``, a
 ``request.dbsession`` joined to ``pyramid_tm``'s transaction.
 """
@@ -113,7 +115,7 @@ def page(request: Any, title: str, body: str) -> Response:
     """An HTML page with the flash messages (the bounce notice among them) on top."""
     notices = "".join(
         f'<p class="flash {queue or "info"}">{escape(str(message))}</p>'
-        for queue in ("bounce", "")
+        for queue in ("warning", "")
         for message in request.session.pop_flash(queue)
     )
     user = request.identity
@@ -223,7 +225,7 @@ def setup_database(engine: sa.Engine) -> None:
 
 
 def main(global_config: Mapping[str, Any], **settings: Any) -> Any:
-    """The PasteDeploy app factory (``use = call:pyramid_app:main``)."""
+    """The PasteDeploy app factory (``use = egg:bounce-pyramid-example``)."""
     return make_config(settings).make_wsgi_app()
 
 
