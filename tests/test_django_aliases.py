@@ -18,6 +18,7 @@ from webtest import TestApp
 from bounce_middleware.adapters.django.handlers import NAME as NOTIFY
 from bounce_middleware.adapters.django.handlers import user_ids
 from bounce_middleware.adapters.django.models import BounceEvent, BounceNotice
+from bounce_middleware.adapters.django.prepared import statements
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
 from bounce_middleware.testing import postmark_bounce
 from tests.django_app.support import ALIASES, log_in, on_alias, post_bounce, warnings_in
@@ -69,6 +70,21 @@ def test_user_lookup_folds_both_sides(alias: str, prepared: bool) -> None:
     assert sorted(found) == sorted([upper, lower])
     assert user_ids(alias, "emile@example.com", prepared=prepared) == []
     assert user_ids(alias, "x\x00@example.com", prepared=prepared) == []
+
+
+def test_the_user_lookup_searches_the_folded_index(alias: str) -> None:
+    # tests/django_app's Member indexes Folded("contact_email"), as the README suggests.
+    make_user("emile", "Émile@example.com")
+    prepared = statements(alias)
+    assert prepared is not None and prepared.users is not None
+    with connections[alias].cursor() as cursor:
+        if alias == "default":
+            cursor.execute("EXPLAIN QUERY PLAN " + prepared.users, ["x"])
+        else:
+            cursor.execute("SET enable_seqscan = off")  # a table of one row: scanned otherwise
+            cursor.execute("EXPLAIN " + prepared.users, ["x"])
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "member_email_folded" in plan
 
 
 def test_no_notice_after_changing_to_another_address(testapp: TestApp, alias: str) -> None:
