@@ -32,6 +32,10 @@ PERMANENT_KINDS = frozenset({BounceKind.HARD, BounceKind.COMPLAINT, BounceKind.S
 
 EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 
+#: An event id longer than this is digested in :attr:`Bounce.key`, so every key stays
+#: under ~100 characters plus the provider name: short enough for any store's unique index.
+MAX_KEY_ID_LENGTH = 200
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bounce:
@@ -73,9 +77,19 @@ class Bounce:
 
     @property
     def key(self) -> str:
-        """The de-duplication key: provider and event id, or a digest of the body."""
-        if self.id is not None:
-            return f"{self.provider}:{self.id}"
+        """The de-duplication key: provider and event id, or a digest of the body.
+
+        ``"postmark:4323372036"``; an id over :data:`MAX_KEY_ID_LENGTH` characters
+        becomes ``"postmark:id-sha256:<hex digest of the id>"``, and an event without
+        an id ``"postmark:sha256:<hex digest of the body>"``. Every key is short
+        enough for a database's unique index, whatever the payload holds.
+        """
+        event_id = self.id
+        if event_id is not None:
+            if len(event_id) <= MAX_KEY_ID_LENGTH:
+                return f"{self.provider}:{event_id}"
+            digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+            return f"{self.provider}:id-sha256:{digest}"
         # Retries repeat the body byte for byte; a Bounce built by hand has only ``raw``.
         content = self.body or json.dumps(self.raw, sort_keys=True, default=_jsonable).encode()
         return f"{self.provider}:sha256:{hashlib.sha256(content).hexdigest()}"

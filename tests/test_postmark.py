@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -277,18 +278,18 @@ def test_malformed_bodies(body: bytes, fragment: str) -> None:
     ("change", "fragment"),
     [
         ({"Type": None}, "required field Type is missing"),
-        ({"Email": None}, "required field Email is missing"),
         ({"ID": None}, "required field ID is missing"),
-        ({"ID": "42"}, "field ID must be a integer, not a string"),
-        ({"ID": True}, "field ID must be a integer, not a boolean"),
-        ({"ID": 4.5}, "field ID must be a integer, not a number"),
+        ({"ID": "42"}, "field ID must be an integer, not a string"),
+        ({"ID": True}, "field ID must be an integer, not a boolean"),
+        ({"ID": 4.5}, "field ID must be an integer, not a number"),
         ({"Type": 1}, "field Type must be a string"),
-        ({"Email": ["a@b.c"]}, "field Email must be a string, not a array"),
+        ({"Email": ["a@b.c"]}, "field Email must be a string, not an array"),
+        ({"Email": {"a": "b"}}, "field Email must be a string, not an object"),
         ({"Inactive": "yes"}, "field Inactive must be a boolean"),
-        ({"Metadata": []}, "field Metadata must be a object"),
+        ({"Metadata": []}, "field Metadata must be an object, not an array"),
         ({"Metadata": {"n": 1}}, "Metadata must map names to strings"),
         ({"BouncedAt": "yesterday"}, "BouncedAt is not an ISO 8601 timestamp"),
-        ({"RecordType": 7}, "field RecordType must be a string"),
+        ({"RecordType": 7}, "field RecordType must be a string, not a number"),
     ],
 )
 def test_wrong_or_missing_fields(change: dict[str, Any], fragment: str) -> None:
@@ -307,3 +308,206 @@ def test_subscription_change_requires_its_fields() -> None:
     data = load_payload("subscription_change")
     del data["SuppressSending"]
     assert "SuppressSending" in reject(data)
+
+
+# --- fields Postmark has been seen to leave out (issue 10) ---------------------------------
+
+
+def test_unsubscribe_record_without_email_or_bounced_at_is_accepted() -> None:
+    # Postmark sent a Bounce record of Type Unsubscribe with no Email, BouncedAt,
+    # Inactive or CanActivate at all; it must not be refused (Postmark drops a 400).
+    bounce = parse(load_payload("unsubscribe_without_email"))
+    assert bounce.kind is BounceKind.UNSUBSCRIBE
+    assert bounce.email == ""
+    assert isinstance(bounce.email, str)
+    assert bounce.bounced_at is None
+    assert bounce.key == "postmark:7310054712"
+    assert bounce.inactive is False
+    assert bounce.can_activate is True
+
+
+@pytest.mark.parametrize("type_", [t[0] for t in TYPES])
+@pytest.mark.parametrize("absent", ["missing", "null"])
+def test_email_and_bounced_at_are_optional_for_every_type(type_: str, absent: str) -> None:
+    data = postmark_bounce(type_)
+    for field in ("Email", "BouncedAt"):
+        if absent == "missing":
+            del data[field]
+        else:
+            data[field] = None
+    bounce = parse(data)
+    assert (bounce.email, bounce.bounced_at, bounce.type) == ("", None, type_)
+
+
+def test_id_and_type_stay_required() -> None:
+    # What identifies a Postmark bounce: without it, a body is refused, not guessed at.
+    data = postmark_bounce()
+    del data["ID"]
+    assert reject(data) == "required field ID is missing"
+    data = postmark_bounce()
+    del data["Type"]
+    assert reject(data) == "required field Type is missing"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"Email": "a@example.com"}, {"Recipient": "a@example.com"}, {"Hello": "world"}],
+    ids=["empty-object", "email-only", "recipient-only", "unrelated"],
+)
+def test_bodies_that_are_no_postmark_record_are_refused(data: dict[str, Any]) -> None:
+    assert reject(data).startswith("not a Postmark record")
+
+
+# --- records without RecordType (before 2019) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "record_type"), [("legacy_delivery", "Delivery"), ("legacy_open", "Open")]
+)
+def test_legacy_engagement_records_are_recognised_by_shape(name: str, record_type: str) -> None:
+    data = load_payload(name)
+    assert "RecordType" not in data
+    result = PostmarkProvider().parse(json.dumps(data).encode())
+    assert result == Ignored(record_type)
+
+
+def test_legacy_click_is_recognised_by_shape() -> None:
+    data = {
+        "Recipient": "ann@example.org",
+        "ReceivedAt": "2018-05-02T10:00:00Z",
+        "OriginalLink": "https://example.org/welcome",
+        "ClickLocation": "HTML",
+    }
+    assert PostmarkProvider().parse(json.dumps(data).encode()) == Ignored("Click")
+
+
+@pytest.mark.parametrize("marker", ["Recipient", "DeliveredAt", "ReceivedAt", "FirstOpen"])
+def test_a_legacy_bounce_is_never_taken_for_an_engagement_record(marker: str) -> None:
+    # The 2010-era bounce also lacks RecordType; an ID or a Type makes it a bounce
+    # whatever else the body holds.
+    data = load_payload("legacy_2010")
+    data[marker] = True if marker == "FirstOpen" else "2016-09-12T08:15:42Z"
+    bounce = parse(data)
+    assert bounce.key == "postmark:42"
+    assert bounce.kind is BounceKind.HARD
+
+
+def test_a_legacy_bounce_missing_its_id_is_refused_not_ignored() -> None:
+    data = load_payload("legacy_2010")
+    del data["ID"]
+    data["Recipient"] = "john@example.com"
+    data["DeliveredAt"] = "2016-09-12T08:15:42Z"
+    assert reject(data) == "required field ID is missing"
+
+
+# --- timestamps handlers can use -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T23:00:00-01:00",
+        "9999-12-31T12:00:00-23:59",
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T00:59:59+01:00",
+    ],
+)
+def test_a_timestamp_outside_utc_is_treated_as_absent(text: str) -> None:
+    bounce = parse(postmark_bounce(BouncedAt=text))
+    assert bounce.bounced_at is None
+    assert bounce.raw["BouncedAt"] == text  # the text itself is kept
+    change = load_payload("subscription_change")
+    change["ChangedAt"] = text
+    assert parse(change).bounced_at is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:59:59+14:00",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59",
+        "9999-12-30T23:59:59-14:00",
+        "0001-01-01T00:00:00-14:00",
+        "0001-01-01T00:00:00Z",
+        "0001-01-02T00:00:00+14:00",
+    ],
+)
+def test_timestamps_at_the_calendar_edges_that_convert_are_kept(text: str) -> None:
+    bounced_at = parse(postmark_bounce(BouncedAt=text)).bounced_at
+    assert bounced_at is not None
+    assert bounced_at.astimezone(UTC).tzinfo is UTC
+
+
+# --- exact reasons ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [4301, 5000, 50_000])
+def test_an_integer_too_long_for_python_gets_its_own_reason(digits: int) -> None:
+    body = json.dumps(postmark_bounce(ID=1)).replace('"ID": 1,', '"ID": ' + "7" * digits + ",")
+    assert "7" * digits in body
+    assert reject(body.encode()) == (
+        f"body holds an integer of {digits} digits; this server reads at most 4300"
+    )
+
+
+def test_a_negative_integer_too_long_counts_its_digits_only() -> None:
+    body = b'{"ID": 1, "Type": "HardBounce", "TypeCode": -' + b"1" * 4301 + b"}"
+    assert reject(body) == "body holds an integer of 4301 digits; this server reads at most 4300"
+
+
+def test_an_integer_of_4300_digits_is_accepted_and_its_key_is_digested() -> None:
+    body = json.dumps(postmark_bounce(ID=1)).replace('"ID": 1,', '"ID": ' + "7" * 4300 + ",")
+    bounce = parse(body.encode())
+    assert bounce.id == "7" * 4300
+    assert bounce.key.startswith("postmark:id-sha256:")
+    assert len(bounce.key) == len("postmark:id-sha256:") + 64
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"null", "body is JSON null; expected an object"),
+        (b"[1]", "body is a JSON array; expected an object"),
+        (b"1", "body is a JSON number; expected an object"),
+    ],
+)
+def test_body_type_reasons_read_well(body: bytes, reason: str) -> None:
+    assert reject(body) == reason
+
+
+@pytest.mark.parametrize("value", [1, 1.5, "x", True, [1], {"a": "b"}])
+@pytest.mark.parametrize(("field", "expected"), [("ID", int), ("Tag", str), ("Metadata", dict)])
+def test_every_type_reason_uses_the_right_article(value: Any, field: str, expected: type) -> None:
+    if type(value) is expected:
+        return
+    data = postmark_bounce()
+    data[field] = value
+    reason = reject(data)
+    for wrong in (" a integer", " a object", " a array", " an string", " an number"):
+        assert wrong not in reason
+
+
+# --- keys short enough for any store's unique index -------------------------------------
+
+
+def _bounce_with_id(event_id: str) -> Bounce:
+    return Bounce(provider="postmark", id=event_id, email="", kind=BounceKind.HARD, type="x")
+
+
+def test_an_id_of_200_characters_is_kept_in_the_key() -> None:
+    assert _bounce_with_id("9" * 200).key == "postmark:" + "9" * 200
+
+
+@pytest.mark.parametrize("length", [201, 4300, 100_000])
+def test_a_longer_id_is_digested_in_the_key(length: int) -> None:
+    event_id = "9" * length
+    key = _bounce_with_id(event_id).key
+    assert key == "postmark:id-sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+    assert _bounce_with_id("8" + event_id[1:]).key != key
+
+
+def test_a_non_ascii_long_id_is_digested_too() -> None:
+    key = _bounce_with_id("é" * 300).key
+    assert key.startswith("postmark:id-sha256:") and key.isascii()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,9 +38,37 @@ def _reject_constant(name: str) -> Any:
     raise PayloadError(f"body is not valid JSON ({name} is not allowed)")
 
 
+def _strict_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        # The only way int() refuses a JSON integer literal: more digits than Python
+        # converts (sys.set_int_max_str_digits, 4300 by default). Say so, not "not JSON".
+        digits = len(text.lstrip("-"))
+        limit = sys.get_int_max_str_digits()
+        raise PayloadError(
+            f"body holds an integer of {digits} digits; this server reads at most {limit}"
+        ) from None
+
+
 # Built once (json.loads with options builds a decoder per call). Objects become
 # read-only mappings as the C scanner builds them, with no Python pass over the keys.
 _DECODER = json.JSONDecoder(object_hook=MappingProxyType, parse_constant=_reject_constant)
+# The same with a Python hook on every integer: used only to explain a body that the
+# first one refused with int()'s own ValueError, so the usual path pays nothing for it.
+_EXPLAINING_DECODER = json.JSONDecoder(
+    object_hook=MappingProxyType, parse_constant=_reject_constant, parse_int=_strict_int
+)
+
+
+def _explain(text: str) -> None:
+    """Raise the PayloadError naming the integer int() refused, if that was the cause."""
+    try:
+        _EXPLAINING_DECODER.decode(text)
+    except PayloadError:
+        raise
+    except (ValueError, RecursionError):
+        pass  # something else: the caller's generic reason stands
 
 
 def load_json_object(body: bytes) -> Mapping[str, Any]:
@@ -71,11 +100,15 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
     except ValueError as exc:
         if isinstance(exc, PayloadError):
             raise
+        if not isinstance(exc, json.JSONDecodeError):
+            _explain(text)
         if not text.strip():
             raise PayloadError("body is empty; expected a JSON object") from None
         raise PayloadError("body is not valid JSON") from None
     if type(data) is not MappingProxyType:
-        raise PayloadError(f"body is a JSON {json_type(data)}; expected an object")
+        kind = json_type(data)
+        shown = "JSON null" if kind == "null" else "a JSON " + kind
+        raise PayloadError(f"body is {shown}; expected an object")
     frozen: Mapping[str, Any] = data
     return frozen
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
+from bounce_middleware.text import article
 
 from .base import Ignored, Parsed, json_type, load_json_object
 
@@ -63,52 +64,53 @@ _JSON_NAMES: Mapping[type, str] = {
     _OBJECT: "object",
 }
 
-#: Every Bounce / SpamComplaint field read here, with its JSON type.
-BOUNCE_FIELDS: tuple[tuple[str, type], ...] = (
-    ("RecordType", str),
-    ("ID", int),
-    ("Type", str),
-    ("TypeCode", int),
-    ("Name", str),
-    ("Tag", str),
-    ("MessageID", str),
-    ("ServerID", int),
-    ("ServerId", int),
-    ("MessageStream", str),
-    ("Description", str),
-    ("Details", str),
-    ("Email", str),
-    ("From", str),
-    ("BouncedAt", str),
-    ("DumpAvailable", bool),
-    ("Inactive", bool),
-    ("CanActivate", bool),
-    ("Subject", str),
-    ("Content", str),
-    ("Metadata", _OBJECT),
-)
-BOUNCE_REQUIRED = ("ID", "Type", "Email")
+#: The JSON type of every Bounce / SpamComplaint field read here.
+BOUNCE_FIELDS: Mapping[str, type] = {
+    "RecordType": str,
+    "ID": int,
+    "Type": str,
+    "TypeCode": int,
+    "Name": str,
+    "Tag": str,
+    "MessageID": str,
+    "ServerID": int,
+    "ServerId": int,  # the 2014-era spelling
+    "MessageStream": str,
+    "Description": str,
+    "Details": str,
+    "Email": str,
+    "From": str,
+    "BouncedAt": str,
+    "DumpAvailable": bool,
+    "Inactive": bool,
+    "CanActivate": bool,
+    "Subject": str,
+    "Content": str,
+    "Metadata": _OBJECT,
+}
+#: What makes a body a Postmark bounce. Every other field may be left out: Postmark has
+#: sent an Unsubscribe record with neither Email nor BouncedAt (and "Email": "" on hard
+#: bounces), so handlers see ``email == ""`` and ``bounced_at is None`` for those.
+BOUNCE_REQUIRED = ("ID", "Type")
 
-#: Every SubscriptionChange field read here, with its JSON type.
-SUBSCRIPTION_FIELDS: tuple[tuple[str, type], ...] = (
-    ("Recipient", str),
-    ("SuppressSending", bool),
-    ("SuppressionReason", str),
-    ("Origin", str),
-    ("ChangedAt", str),
-    ("Tag", str),
-    ("MessageID", str),
-    ("ServerID", int),
-    ("MessageStream", str),
-    ("Metadata", _OBJECT),
-)
+#: The JSON type of every SubscriptionChange field read here.
+SUBSCRIPTION_FIELDS: Mapping[str, type] = {
+    "Recipient": str,
+    "SuppressSending": bool,
+    "SuppressionReason": str,
+    "Origin": str,
+    "ChangedAt": str,
+    "Tag": str,
+    "MessageID": str,
+    "ServerID": int,
+    "MessageStream": str,
+    "Metadata": _OBJECT,
+}
 SUBSCRIPTION_REQUIRED = ("Recipient", "SuppressSending")
 
 
-def _fields(
-    data: Mapping[str, Any], fields: tuple[tuple[str, type], ...], required: tuple[str, ...]
-) -> list[Any]:
-    """The values of ``fields`` in table order, each checked against its JSON type."""
+def _check(data: Mapping[str, Any], fields: Mapping[str, type], required: tuple[str, ...]) -> None:
+    """Refuse a record missing a required field or holding a field of the wrong JSON type."""
     # Exact type checks: JSON decoding yields exactly these types, and
     # `type(True) is not int`, so a boolean never passes for an integer field.
     # JSON null counts as absent: Postmark sends null for fields it has no value for.
@@ -116,21 +118,21 @@ def _fields(
     for name in required:
         if get(name) is None:
             raise PayloadError(f"required field {name} is missing")
-    values = []
-    for name, kind in fields:
-        value = get(name)
-        if type(value) is not kind and value is not None:
+    expected_type = fields.get
+    for name, value in data.items():
+        expected = expected_type(name)
+        if expected is not None and type(value) is not expected and value is not None:
             raise PayloadError(
-                f"field {name} must be a {_JSON_NAMES[kind]}, not a {json_type(value)}"
+                f"field {name} must be {article(_JSON_NAMES[expected])}, "
+                f"not {article(json_type(value))}"
             )
-        values.append(value)
     metadata = get("Metadata")
     if metadata and not all(type(v) is str for v in metadata.values()):
         raise PayloadError("field Metadata must map names to strings")
-    return values
 
 
 def _timestamp(text: str | None, name: str) -> datetime | None:
+    """An aware datetime, or None when absent or outside what converts to UTC."""
     if not text:
         return None
     try:
@@ -138,11 +140,41 @@ def _timestamp(text: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise PayloadError(f"field {name} is not an ISO 8601 timestamp") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    # An offset moves a moment by under a day, so only the calendar's first and last
+    # years can fall outside it in UTC (9999-12-31T23:59:59-14:00). A handler calling
+    # astimezone() would fail on every retry: treat it as absent (the text stays in raw).
+    if moment.year == 1 or moment.year == 9999:
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            return None
+    return moment
 
 
 def _is_inbound(data: Mapping[str, Any]) -> bool:
     return "FromFull" in data or "ToFull" in data
+
+
+def _legacy_record_type(data: Mapping[str, Any]) -> str:
+    """The record type of a body without RecordType (sent before 2019), from its shape."""
+    if _is_inbound(data):
+        raise PayloadError(
+            "this is an inbound e-mail, not a bounce: "
+            "point Postmark's inbound webhook at another URL"
+        )
+    # A bounce always had an ID and a Type; engagement records never had either.
+    if "ID" in data or "Type" in data:
+        return "Bounce"
+    if type(data.get("Recipient")) is str:
+        if "DeliveredAt" in data:
+            return "Delivery"
+        if "OriginalLink" in data or "ClickLocation" in data:
+            return "Click"
+        if "FirstOpen" in data or "ReceivedAt" in data:
+            return "Open"
+    raise PayloadError("not a Postmark record: no RecordType, and no ID or Type of a bounce")
 
 
 class PostmarkProvider:
@@ -155,15 +187,12 @@ class PostmarkProvider:
         data = load_json_object(body)
         record_type = data.get("RecordType")
         if record_type is None:
-            if _is_inbound(data):
-                raise PayloadError(
-                    "this is an inbound e-mail, not a bounce: "
-                    "point Postmark's inbound webhook at another URL"
-                )
-            record_type = "Bounce"  # 2010-era payloads carry no RecordType
+            record_type = _legacy_record_type(data)
         elif type(record_type) is not str:
-            raise PayloadError(f"field RecordType must be a string, not a {json_type(record_type)}")
-        if record_type in ("Bounce", "SpamComplaint"):
+            raise PayloadError(
+                f"field RecordType must be a string, not {article(json_type(record_type))}"
+            )
+        if record_type == "Bounce" or record_type == "SpamComplaint":
             return self._bounce(data, body)
         if record_type == "SubscriptionChange":
             return self._subscription_change(data, body)
@@ -172,69 +201,44 @@ class PostmarkProvider:
         return Ignored(record_type)
 
     def _bounce(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        (
-            _record_type,
-            event_id,
-            type_,
-            type_code,
-            name,
-            tag,
-            message_id,
-            server_id,
-            server_id_2010,
-            message_stream,
-            description,
-            details,
-            email,
-            from_address,
-            bounced_at,
-            dump_available,
-            inactive,
-            can_activate,
-            subject,
-            content,
-            metadata,
-        ) = _fields(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
+        _check(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
+        get = data.get
+        type_ = data["Type"]  # required fields are read by subscript: present, checked
+        server_id = get("ServerID")
         return Bounce(
             provider=self.name,
-            id=str(event_id),
-            email=email,
+            id=str(data["ID"]),
+            email=get("Email") or "",
             kind=TYPE_KINDS.get(type_, BounceKind.UNKNOWN),
             type=type_,
-            type_code=type_code,
-            name=name or "",
-            description=description or "",
-            details=details or "",
-            tag=tag or "",
-            message_id=message_id,
-            message_stream=message_stream,
-            server_id=server_id if server_id is not None else server_id_2010,
-            from_address=from_address or "",
-            subject=subject or "",
-            bounced_at=_timestamp(bounced_at, "BouncedAt"),
-            inactive=bool(inactive),
-            can_activate=True if can_activate is None else can_activate,
-            dump_available=bool(dump_available),
-            content=content,
-            metadata=metadata or EMPTY_MAPPING,
+            type_code=get("TypeCode"),
+            name=get("Name") or "",
+            description=get("Description") or "",
+            details=get("Details") or "",
+            tag=get("Tag") or "",
+            message_id=get("MessageID"),
+            message_stream=get("MessageStream"),
+            server_id=get("ServerId") if server_id is None else server_id,
+            from_address=get("From") or "",
+            subject=get("Subject") or "",
+            bounced_at=_timestamp(get("BouncedAt"), "BouncedAt"),
+            inactive=get("Inactive") is True,
+            # Absent in the oldest payloads and on Unsubscribe records: only a
+            # complaint is documented as not reactivatable.
+            can_activate=get("CanActivate") is not False,
+            dump_available=get("DumpAvailable") is True,
+            content=get("Content"),
+            metadata=get("Metadata") or EMPTY_MAPPING,
             raw=data,
             body=body,
         )
 
     def _subscription_change(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        (
-            email,
-            suppress,
-            reason,
-            origin,
-            changed_at,
-            tag,
-            message_id,
-            server_id,
-            message_stream,
-            metadata,
-        ) = _fields(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
-        origin = origin or "Postmark"
+        _check(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
+        get = data.get
+        suppress: bool = data["SuppressSending"]
+        reason = get("SuppressionReason")
+        origin = get("Origin") or "Postmark"
         if suppress:
             kind = SUPPRESSION_KINDS.get(reason or "", BounceKind.SUPPRESSED)
             description = f"Sending suppressed ({reason or 'no reason given'}) by {origin}"
@@ -245,19 +249,19 @@ class PostmarkProvider:
             provider=self.name,
             # SubscriptionChange carries no event id: the key is the body digest.
             id=None,
-            email=email,
+            email=data["Recipient"],
             kind=kind,
             type="SubscriptionChange",
             name=reason or "",
             description=description,
-            tag=tag or "",
-            message_id=message_id,
-            message_stream=message_stream,
-            server_id=server_id,
-            bounced_at=_timestamp(changed_at, "ChangedAt"),
+            tag=get("Tag") or "",
+            message_id=get("MessageID"),
+            message_stream=get("MessageStream"),
+            server_id=get("ServerID"),
+            bounced_at=_timestamp(get("ChangedAt"), "ChangedAt"),
             inactive=suppress,
             can_activate=kind is not BounceKind.COMPLAINT,
-            metadata=metadata or EMPTY_MAPPING,
+            metadata=get("Metadata") or EMPTY_MAPPING,
             raw=data,
             body=body,
         )
