@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
-from http import HTTPStatus
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from .auth import BasicAuth
+from .answer import (
+    ACCEPTED,
+    ALREADY_PROCESSED,
+    HANDLER_FAILED,
+    METHOD_NOT_ALLOWED,
+    UNREADABLE_BODY,
+    Answer,
+)
+from .auth import BasicAuth, credential_list, credential_warnings
+from .body import BodyTooLarge, BodyUnreadable, read_body
 from .errors import ConfigurationError, PayloadError, StoreUnavailable
-from .handlers import Handler, HandlerFunc, make_handler
+from .handlers import (
+    FAILED,
+    SUCCEEDED,
+    Handler,
+    HandlerFunc,
+    TransactionalHandlerFunc,
+    make_handler,
+    record_completion,
+    run_handler,
+)
 from .model import Bounce, BounceKind
 from .providers import Ignored, PostmarkProvider, Provider
 from .store import DEFAULT_LEASE_SECONDS, Claim, ClaimState, Store
+from .text import loggable
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from webob import Request, Response
+
+# Re-exported: they lived here before their own modules.
+__all__ = ["Answer", "BodyTooLarge", "BounceMiddleware", "read_body"]
 
 logger = logging.getLogger("bounce_middleware")
 
@@ -25,7 +46,6 @@ logger = logging.getLogger("bounce_middleware")
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 # Postmark's first retry comes after a minute anyway.
 DEFAULT_RETRY_AFTER = 60
-_READ_CHUNK = 64 * 1024
 
 
 class BounceMiddleware:
@@ -63,7 +83,7 @@ class BounceMiddleware:
         *,
         path: str,
         credentials: Iterable[str],
-        handlers: Iterable[HandlerFunc | Handler] = (),
+        handlers: Iterable[HandlerFunc | TransactionalHandlerFunc | Handler] = (),
         store: Store | None = None,
         provider: Provider | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
@@ -88,7 +108,10 @@ class BounceMiddleware:
             raise ConfigurationError("realm must not contain quotes or backslashes")
         self.app = app
         self.path = path
-        self.auth = BasicAuth(credentials)
+        entries = credential_list(credentials)  # once: it may be an iterator
+        self.auth = BasicAuth(entries)
+        for warning in credential_warnings(entries):
+            logger.warning("bounce-middleware configuration: %s", warning)
         self.store = store
         self.provider: Provider = provider if provider is not None else PostmarkProvider()
         self.max_body_size = max_body_size
@@ -121,7 +144,7 @@ class BounceMiddleware:
 
     def add_handler(
         self,
-        func: HandlerFunc | Handler,
+        func: HandlerFunc | TransactionalHandlerFunc | Handler,
         *,
         kinds: Iterable[BounceKind | str] | None = None,
         name: str | None = None,
@@ -162,14 +185,16 @@ class BounceMiddleware:
         except BodyTooLarge:
             logger.warning("bounce webhook refused: body over %d bytes -> 413", self.max_body_size)
             return self._too_large
+        except BodyUnreadable as exc:
+            logger.warning("bounce webhook: could not read the request body (%s) -> 400", exc.cause)
+            return UNREADABLE_BODY
         except PayloadError as exc:
-            logger.warning("bounce webhook refused: %s -> 400", exc.reason)
+            logger.warning("bounce webhook refused: %s -> 400", loggable(exc.reason))
             return Answer(400, exc.reason)
         try:
             parsed = self.provider.parse(body)
         except PayloadError as exc:
-            logger.warning("bounce webhook refused: %s -> 400", exc.reason)
-            return Answer(400, exc.reason)
+            return self._refuse(body, exc.reason)
         if isinstance(parsed, Ignored):
             # The record type comes from the body: name it only when it looks like one.
             name = parsed.record_type
@@ -178,6 +203,39 @@ class BounceMiddleware:
             logger.info("%s record acknowledged, not dispatched -> 200", name)
             return Answer(200, f"ignored: {name} records are not bounces")
         return self.dispatch(parsed)
+
+    def _refuse(self, body: bytes, reason: str) -> Answer:
+        """Answer 400 to an authenticated body the parser refused, keeping it in the store.
+
+        Nothing authenticated is dropped: the store keeps the body and reason as
+        a rejected record (``bounce-middleware list --rejected``, ``replay``). If
+        the store cannot, the answer is 503 so that the provider retries.
+        Without a store one ERROR line says what was lost, and why.
+        """
+        store = self.store
+        shown = loggable(reason)
+        if store is None:
+            logger.error(
+                "authenticated %s webhook refused and not kept (no store configured): %s -> 400",
+                self.provider.name,
+                shown,
+            )
+            return Answer(400, reason)
+        try:
+            with self.scope() if self.scope is not None else nullcontext():
+                key = store.reject(self.provider.name, body, reason)
+        except StoreUnavailable as exc:
+            logger.error(
+                "authenticated %s webhook refused (%s) and the store could not keep it (%s) -> 503",
+                self.provider.name,
+                shown,
+                loggable(exc),
+            )
+            return self._store_unavailable
+        logger.warning(
+            "bounce webhook refused: %s -> 400; kept as rejected record %s", shown, loggable(key)
+        )
+        return Answer(400, reason)
 
     def dispatch(self, bounce: Bounce) -> Answer:
         """Run the handlers for a parsed bounce (through the store, if any) and answer.
@@ -193,27 +251,35 @@ class BounceMiddleware:
         wanted = [h for h in self.handlers if h.wants(bounce)]
         store = self.store
         if store is None:
-            return self._answer(bounce, [h.name for h in wanted if not self._call(h, bounce)])
+            return self._answer(
+                bounce,
+                [h.name for h in wanted if run_handler(h, bounce, None, None, False) == FAILED],
+            )
         try:
             claim = store.claim(bounce, lease_seconds=self.lease_seconds)
         except StoreUnavailable as exc:
             _log_store_failure(bounce.key, exc)
             return self._store_unavailable
         if claim.state is ClaimState.DONE:
-            logger.info("bounce %s already processed -> 200", bounce.key)
+            logger.info("bounce %s already processed -> 200", loggable(bounce.key))
             return ALREADY_PROCESSED
         if claim.state is ClaimState.BUSY:
-            logger.info("bounce %s is being processed by another delivery -> 503", bounce.key)
+            logger.info(
+                "bounce %s is being processed by another delivery -> 503", loggable(bounce.key)
+            )
             return self._busy
         pending = [h for h in wanted if h.name not in claim.completed]
         failed: list[str] = []
         try:
             for handler in pending:
-                if not self._call(handler, bounce):
-                    failed.append(handler.name)
-                    continue
                 # The success that finishes the event also ends the claim, in one write.
-                store.complete(claim, handler.name, finished=not failed and handler is pending[-1])
+                finishes = not failed and handler is pending[-1]
+                outcome = run_handler(handler, bounce, store, claim, finishes)
+                if outcome == FAILED:
+                    failed.append(handler.name)
+                elif outcome == SUCCEEDED:
+                    record_completion(store, claim, handler.name, finished=finishes)
+                # else RECORDED: a transactional handler recorded its own completion.
             if failed or not pending:
                 store.release(claim, finished=not failed)
         except StoreUnavailable as exc:
@@ -222,125 +288,38 @@ class BounceMiddleware:
             return self._store_unavailable
         return self._answer(bounce, failed)
 
-    @staticmethod
-    def _call(handler: Handler, bounce: Bounce) -> bool:
-        try:
-            handler.func(bounce)
-        except Exception:
-            # The traceback is the user's own code; the bounce itself is not logged.
-            logger.exception("bounce %s: handler %s failed", bounce.key, handler.name)
-            return False
-        return True
-
     def _release_unfinished(self, claim: Claim) -> None:
         # Best effort after a store failure: otherwise the lease simply expires.
         assert self.store is not None
         try:
             self.store.release(claim, finished=False)
         except StoreUnavailable as exc:
-            logger.error("bounce %s: could not release its claim: %s", claim.key, exc)
+            logger.error(
+                "bounce %s: could not release its claim: %s", loggable(claim.key), loggable(exc)
+            )
 
-    def _answer(self, bounce: Bounce, failed: list[str]) -> Answer:
+    @staticmethod
+    def _answer(bounce: Bounce, failed: list[str]) -> Answer:
         if failed:
             logger.error(
                 "bounce %s type=%s kind=%s: %d handler(s) failed -> 500",
-                bounce.key,
-                bounce.type,
+                loggable(bounce.key),
+                loggable(bounce.type),
                 bounce.kind.value,
                 len(failed),
             )
             return HANDLER_FAILED
-        logger.info(
-            "bounce %s type=%s kind=%s accepted -> 200", bounce.key, bounce.type, bounce.kind.value
-        )
+        if logger.isEnabledFor(logging.INFO):  # skips escaping when nobody listens
+            logger.info(
+                "bounce %s type=%s kind=%s accepted -> 200",
+                loggable(bounce.key),
+                loggable(bounce.type),
+                bounce.kind.value,
+            )
         return ACCEPTED
-
-
-_PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
-
-
-class Answer:
-    """The answer to a bounce-path request: a status and a one-line ``text/plain`` reason.
-
-    Everything WSGI needs is computed once, so the common answers are module
-    constants that cost nothing per request.
-    """
-
-    __slots__ = ("status", "reason", "headers", "status_line", "body", "_headerlist")
-
-    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()):
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        #: ``"200 OK"``, as WSGI's ``start_response`` wants it.
-        self.status_line = f"{status} {HTTPStatus(status).phrase}"
-        self.body = (reason + "\n").encode("utf-8")
-        self._headerlist = (_PLAIN_TEXT, ("Content-Length", str(len(self.body))), *headers)
-
-    def __repr__(self) -> str:
-        return f"Answer({self.status}, {self.reason!r})"
-
-    def headerlist(self) -> list[tuple[str, str]]:
-        """Content-Type, Content-Length and the answer's own headers (a new list)."""
-        return list(self._headerlist)
-
-    def to_response(self) -> Response:
-        """The same answer as a WebOb response."""
-        # Imported here: WebOb takes ~30 ms to import, and the WSGI path never needs it.
-        from webob import Response
-
-        return Response(status=self.status_line, headerlist=self.headerlist(), body=self.body)
-
-
-ACCEPTED = Answer(200, "accepted")
-ALREADY_PROCESSED = Answer(200, "already processed")
-HANDLER_FAILED = Answer(500, "a handler failed; the event will be retried")
-METHOD_NOT_ALLOWED = Answer(405, "only POST is allowed here", (("Allow", "POST"),))
 
 
 def _log_store_failure(key: str, exc: StoreUnavailable) -> None:
     # The store's own message, without the traceback: a database driver's chained
     # error may quote the statement's parameters (addresses, the body).
-    logger.error("bounce %s: store unavailable (%s) -> 503", key, exc)
-
-
-class BodyTooLarge(Exception):
-    """The body is over the configured limit (answered 413)."""
-
-
-def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
-    """Read the request body, never more than ``limit + 1`` bytes from ``wsgi.input``.
-
-    Raises :class:`BodyTooLarge` over the limit, :class:`PayloadError` for a
-    malformed ``Content-Length``.
-    """
-    stream = environ["wsgi.input"]
-    length_header = environ.get("CONTENT_LENGTH") or ""
-    if length_header:
-        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-        if not (length_header.isascii() and length_header.isdigit()):
-            raise PayloadError("Content-Length is not a number")
-        # More digits than any real length (and int() refuses over 4300 of them).
-        if len(length_header) > 18:
-            raise BodyTooLarge
-        length = int(length_header)
-        if length > limit:
-            raise BodyTooLarge
-    elif environ.get("wsgi.input_terminated"):
-        # Chunked upload: the server marks the end of input; read past the cap to notice it.
-        length = limit + 1
-    else:
-        # PEP 3333: without Content-Length there is no body we may read.
-        return b""
-    chunks = []
-    remaining = length
-    while remaining > 0:
-        chunk = stream.read(min(remaining, _READ_CHUNK))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    body = b"".join(chunks)
-    if len(body) > limit:
-        raise BodyTooLarge
-    return body
+    logger.error("bounce %s: store unavailable (%s) -> 503", loggable(key), loggable(exc))

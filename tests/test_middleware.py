@@ -197,7 +197,7 @@ def test_method_is_checked_after_auth(app: TestApp[Any]) -> None:
         (b"[" * 20_000 + b"]" * 20_000, 400, "body is nested too deeply"),
         (b" " * (64 * 1024 + 1), 413, "body is larger than 65536 bytes"),
         (json.dumps({"Type": "HardBounce", "Email": "a@b.c"}).encode(), 400, "required field ID"),
-        (json.dumps(postmark_bounce(ID="7")).encode(), 400, "field ID must be a integer"),
+        (json.dumps(postmark_bounce(ID="7")).encode(), 400, "field ID must be an integer"),
         (json.dumps(load_payload("inbound")).encode(), 400, "inbound e-mail"),
         (json.dumps(load_payload("delivery")).encode(), 200, "ignored: Delivery"),
         (json.dumps(load_payload("open")).encode(), 200, "ignored: Open"),
@@ -574,3 +574,140 @@ def test_handler_names_must_be_printable(middleware: BounceMiddleware, name: str
         return
     with pytest.raises(ConfigurationError, match="printable"):
         middleware.add_handler(print, name=name)
+
+
+# --- issue 10: exact answers and safe logs ----------------------------------------------
+
+
+class FailingInput:
+    """``wsgi.input`` whose read() fails the way a server's does when the client goes."""
+
+    def __init__(self, error: Exception, after: bytes = b"") -> None:
+        self.error = error
+        self.pending = after
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pending:
+            chunk, self.pending = self.pending, b""
+            return chunk
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError("connection reset by peer"),
+        ValueError("I/O operation on closed file"),
+        TimeoutError(),
+    ],
+    ids=["oserror", "valueerror", "timeout"],
+)
+@pytest.mark.parametrize("after", [b"", b'{"ID": 1, '], ids=["at-once", "midway"])
+def test_a_failing_body_read_is_a_400_and_one_log_line(
+    middleware: BounceMiddleware,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    after: bytes,
+) -> None:
+    req = Request.blank(PATH, method="POST", headers=AUTH)
+    req.environ["wsgi.input"] = FailingInput(error, after)
+    req.environ["CONTENT_LENGTH"] = "500"
+    with caplog.at_level(logging.DEBUG, logger="bounce_middleware"):
+        response = req.get_response(middleware)
+    assert response.status_int == 400
+    assert response.text == "could not read the request body\n"
+    [record] = caplog.records
+    assert record.exc_info is None  # no traceback
+    assert type(error).__name__ in record.getMessage()
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize("zeros", [1, 19, 1300, 5000])
+def test_leading_zeros_of_content_length_are_not_size(
+    middleware: BounceMiddleware, recorder: Recorder, zeros: int
+) -> None:
+    status, text, stream = call_raw(middleware, b"", "0" * zeros)
+    assert (status, text) == (400, b"body is empty; expected a JSON object\n")
+    payload = json.dumps(postmark_bounce()).encode()
+    status, text, stream = call_raw(middleware, payload, "0" * zeros + str(len(payload)))
+    assert (status, text) == (200, b"accepted\n")
+    assert stream.consumed == len(payload)
+    assert len(recorder.seen) == 1
+
+
+def test_nineteen_significant_digits_are_still_too_large(middleware: BounceMiddleware) -> None:
+    code, _, stream = call_raw(middleware, b"{}", "000" + "1" * 19)
+    assert code == 413
+    assert stream.consumed == 0
+
+
+@pytest.mark.parametrize(
+    ("forged", "escaped"),
+    [
+        (
+            "HardBounce\r\nCRITICAL bounce_middleware: database wiped",
+            "HardBounce\\r\\nCRITICAL bounce_middleware: database wiped",
+        ),
+        ("HardBounce\nCRITICAL forged", "HardBounce\\nCRITICAL forged"),
+        ("HardBounce\u2028CRITICAL forged", "HardBounce\\u2028CRITICAL forged"),
+        ("HardBounce\x1b[2J\x1b[HCRITICAL forged", "HardBounce\\x1b[2J\\x1b[HCRITICAL forged"),
+        ("HardBounce\x85CRITICAL forged", "HardBounce\\x85CRITICAL forged"),
+    ],
+    ids=["crlf", "lf", "line-separator", "terminal-escape", "next-line"],
+)
+@pytest.mark.parametrize("handler_fails", [False, True], ids=["accepted", "handler-failed"])
+def test_request_values_cannot_forge_log_lines(
+    downstream: DownstreamApp,
+    caplog: pytest.LogCaptureFixture,
+    forged: str,
+    escaped: str,
+    handler_fails: bool,
+) -> None:
+    def handler(bounce: Bounce) -> None:
+        if handler_fails:
+            raise RuntimeError("fails")
+
+    app = TestApp(
+        BounceMiddleware(
+            downstream, path=PATH, credentials=[f"{USER}:{PASSWORD}"], handlers=[handler]
+        )
+    )
+    with caplog.at_level(logging.INFO, logger="bounce_middleware"):
+        post(app, postmark_bounce(forged), status=500 if handler_fails else 200)
+    [line] = [r.getMessage() for r in caplog.records if "type=" in r.getMessage()]
+    assert f"type={escaped} kind=unknown" in line
+    assert line.isprintable()
+
+
+def test_a_very_long_type_is_cut_in_the_log(
+    app: TestApp[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="bounce_middleware"):
+        post(app, postmark_bounce("T" * 50_000), status=200)
+    [line] = [r.getMessage() for r in caplog.records if "accepted" in r.getMessage()]
+    assert len(line) < 400
+    assert "(50000 characters)" in line
+
+
+def test_without_a_store_a_refused_authenticated_event_is_one_error_line(
+    app: TestApp[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(postmark_bounce(ID="12", email="secret-person@example.com")).encode()
+    with caplog.at_level(logging.DEBUG, logger="bounce_middleware"):
+        response = post(app, body)
+    assert response.status_int == 400
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    message = record.getMessage()
+    assert "refused and not kept" in message
+    assert "field ID must be an integer, not a string" in message
+    assert "secret-person" not in message and "HardBounce" not in message
+
+
+def test_an_unauthenticated_refusal_is_not_an_error(
+    app: TestApp[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="bounce_middleware"):
+        post(app, b"[]", headers=auth_headers(USER, "wrong"), status=401)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,8 @@ from hypothesis import strategies as st
 from webtest import TestApp, TestRequest
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore
+from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.store import rejection_key
 from bounce_middleware.testing import basic_auth_header, postmark_payload
 
 PATH = "/postmark/bounce"
@@ -229,3 +232,42 @@ def test_wrong_credentials_are_always_401(stored: bool, auth: str | None, body: 
 @given(stored=st.booleans(), body=mutated_payloads() | corrupted_payloads())
 def test_mutated_real_payloads_are_accepted_or_refused_with_400(stored: bool, body: bytes) -> None:
     assert _post(stored, GOOD_AUTH, body, None) in {200, 400}
+
+
+@PROFILE
+@given(body=bodies)
+def test_every_authenticated_refusal_is_kept_by_the_store(body: bytes) -> None:
+    status = _post(True, GOOD_AUTH, body, None)
+    if status != 400:
+        return
+    store = MIDDLEWARES[True].store
+    assert store is not None
+    key = rejection_key("postmark", body)
+    kept = [r for r in store.records(rejected=True, limit=None) if r.key == key]
+    assert len(kept) == 1 and kept[0].body == body
+
+
+offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+)
+timestamps = st.tuples(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.one_of(st.just(""), st.just("Z"), offsets),
+).map(lambda parts: parts[0].isoformat() + parts[1])
+edge_timestamps = st.tuples(
+    st.sampled_from(["0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31"]),
+    st.times(),
+    offsets,
+).map(lambda parts: f"{parts[0]}T{parts[1].isoformat()}{parts[2]}")
+
+
+@PROFILE
+@given(text=timestamps | edge_timestamps)
+def test_every_bounced_at_given_to_handlers_converts_to_utc(text: str) -> None:
+    parsed = PostmarkProvider().parse(
+        json.dumps(postmark_payload("Bounce", BouncedAt=text)).encode()
+    )
+    assert isinstance(parsed, Bounce)
+    if parsed.bounced_at is not None:
+        assert parsed.bounced_at.astimezone(UTC).tzinfo is UTC
+    assert parsed.raw["BouncedAt"] == text
