@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .auth import credential_list
 from .errors import ConfigurationError
 from .handlers import make_handler
 from .model import BounceKind
@@ -61,7 +62,11 @@ def as_bool(value: Any) -> bool:
 
 
 def resolve(value: Any) -> Any:
-    """Import ``package.module:attr`` or ``package.module.attr``; other values pass through."""
+    """Import ``package.module:attr`` or ``package.module.attr``; other values pass through.
+
+    Raises :class:`ConfigurationError` (never ``TypeError`` or ``ImportError``)
+    naming what could not be resolved.
+    """
     if not isinstance(value, str):
         return value
     module_name, sep, attr = value.partition(":")
@@ -69,7 +74,7 @@ def resolve(value: Any) -> Any:
         return _getattr_path(_import(module_name, value), attr, value)
     parts = value.split(".")
     if len(parts) < 2 or not all(parts):
-        raise TypeError(f"{value!r} is not a dotted name")
+        raise ConfigurationError(f"{value!r} is not a dotted name")
     # Without a colon the module/attribute boundary is unknown: try the longest module first.
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
@@ -78,29 +83,39 @@ def resolve(value: Any) -> Any:
         except ModuleNotFoundError as exc:
             # Only "this candidate does not exist" means try a shorter one.
             if exc.name is None or not module_name.startswith(exc.name):
-                raise TypeError(f"cannot import {module_name!r}: {exc}") from None
+                raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
             continue
+        except Exception as exc:
+            # The module exists but fails to import (SyntaxError, its own ImportError...).
+            raise ConfigurationError(
+                f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         return _getattr_path(module, ".".join(parts[split:]), value)
-    raise TypeError(f"cannot import any module of {value!r}")
+    raise ConfigurationError(f"cannot import any module of {value!r}")
 
 
 def _import(module_name: str, value: str) -> Any:
     if not module_name:
-        raise TypeError(f"{value!r} is not a dotted name")
+        raise ConfigurationError(f"{value!r} is not a dotted name")
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
-        raise TypeError(f"cannot import {module_name!r}: {exc}") from None
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _getattr_path(target: Any, attr: str, value: str) -> Any:
-    if not attr:
-        raise TypeError(f"{value!r} is not a dotted name")
-    for part in attr.split("."):
+    parts = attr.split(".")
+    if not all(parts):
+        raise ConfigurationError(f"{value!r} is not a dotted name")
+    for part in parts:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise TypeError(f"{value!r}: {target!r} has no attribute {part!r}") from None
+            raise ConfigurationError(f"{value!r}: {target!r} has no attribute {part!r}") from None
     return target
 
 
@@ -126,6 +141,14 @@ def as_store(value: Any) -> Store:
     return store  # type: ignore[no-any-return]
 
 
+def as_credentials(value: Any) -> list[str]:
+    """``user:password`` entries (a list, or one whitespace/newline separated string), checked.
+
+    Errors name the entry's position and the problem, never the secret.
+    """
+    return credential_list(value)
+
+
 def _handlers(value: Any) -> list[Any]:
     return [make_handler(resolve(item)) for item in as_list(value)]
 
@@ -141,7 +164,7 @@ def _provider(value: Any) -> Any:
 #: Every key the middleware itself reads, with its converter.
 MIDDLEWARE_KEYS: Mapping[str, Converter] = {
     "path": str,
-    "credentials": as_list,
+    "credentials": as_credentials,
     "handlers": _handlers,
     "store": as_store,
     "provider": _provider,
@@ -156,6 +179,8 @@ def parse_settings(
     settings: Mapping[str, Any],
     prefix: str = "bounce.",
     extra: Mapping[str, Converter] | None = None,
+    *,
+    spell: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Read every ``prefix``-ed key of ``settings`` into constructor keyword arguments.
 
@@ -168,24 +193,34 @@ def parse_settings(
 
     An unknown key, or a value that does not convert, is a
     :class:`ConfigurationError` naming the key. Keys without the prefix are ignored.
+
+    ``spell(key)`` names a key (given without prefix, lower case: ``"max_body_size"``)
+    the way the user wrote it, for error messages: Flask passes
+    ``lambda key: "BOUNCE_" + key.upper()``, Django
+    ``lambda key: f'BOUNCE_MIDDLEWARE["{key.upper()}"]'``. The default is
+    ``prefix + key``. A spelled name is shown in single quotes unless it holds
+    quotes itself.
     """
     known = {**MIDDLEWARE_KEYS, **(extra or {})}
+
+    def shown(key: str) -> str:
+        name = spell(key) if spell is not None else prefix + key
+        return name if "'" in name or '"' in name else f"'{name}'"
+
     result: dict[str, Any] = {}
     for full_key, raw in settings.items():
         if not full_key.startswith(prefix):
             continue
         key = full_key[len(prefix) :].lower()
         if key not in known:
-            raise ConfigurationError(
-                f"unknown setting {full_key!r}; known: {', '.join(prefix + k for k in known)}"
-            )
+            names = ", ".join(spell(k) if spell is not None else prefix + k for k in known)
+            unknown = shown(key) if spell is not None else repr(full_key)
+            raise ConfigurationError(f"unknown setting {unknown}; known: {names}")
         try:
             result[key] = known[key](raw)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"setting {full_key!r}: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"setting {full_key!r} is invalid: {exc}") from None
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"setting {shown(key)} is invalid: {exc}") from None
     for required in ("path", "credentials"):
         if required in MIDDLEWARE_KEYS and required not in result:
-            raise ConfigurationError(f"setting {prefix + required!r} is required")
+            raise ConfigurationError(f"setting {shown(required)} is required")
     return result

@@ -10,7 +10,7 @@ import pytest
 from webtest import TestApp
 
 from bounce_middleware import BounceKind, BounceMiddleware, ConfigurationError, MemoryStore
-from bounce_middleware.settings import as_kinds, parse_settings
+from bounce_middleware.settings import as_kinds, parse_settings, resolve
 from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests import settings_handlers
 
@@ -95,8 +95,10 @@ def test_extra_keys_of_an_adapter() -> None:
         ({"bounce.lease_seconds": "soon"}, "'bounce.lease_seconds' is invalid"),
         ({"bounce.handlers": "nonexistent_module_xyz.handler"}, "'bounce.handlers' is invalid"),
         ({"bounce.handlers": "tests.settings_handlers:missing"}, "has no attribute"),
+        ({"bounce.handlers": "tests.settings_handlers:remember."}, "is not a dotted name"),
+        ({"bounce.credentials": ["a:b", None]}, "credential 2 is None"),
         ({"bounce.handlers": "noseparator"}, "is not a dotted name"),
-        ({"bounce.store": "postgres://db/x"}, "'bounce.store': unsupported store URL"),
+        ({"bounce.store": "ftp://db/x"}, "'bounce.store' is invalid: unsupported store URL"),
         ({"bounce.store": "tests.settings_handlers:remember"}, "'bounce.store' is invalid"),
         ({"bounce.provider": "sendgridx"}, "unknown provider 'sendgridx'"),
     ],
@@ -142,3 +144,95 @@ def test_custom_prefix() -> None:
         hello, {"BOUNCE_PATH": "/b", "BOUNCE_CREDENTIALS": "a:b"}, prefix="BOUNCE_"
     )
     assert middleware.path == "/b"
+
+
+# --- resolve: ConfigurationError for anything it cannot resolve (issue 11) -------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("noseparator", "is not a dotted name"),
+        ("a..b", "is not a dotted name"),
+        (":attr", "is not a dotted name"),
+        ("tests.settings_handlers:", "is not a dotted name"),
+        ("tests.settings_handlers:remember..x", "is not a dotted name"),
+        ("nonexistent_module_xyz.handler", "cannot import any module"),
+        ("nonexistent_module_xyz:handler", "cannot import 'nonexistent_module_xyz'"),
+        ("tests.settings_handlers:missing", "has no attribute 'missing'"),
+        ("tests.settings_handlers.Namespace.missing", "has no attribute 'missing'"),
+        ("tests.broken_settings_module:anything", "cannot import 'tests.broken_settings_module'"),
+        ("tests.broken_settings_module.anything", "cannot import 'tests.broken_settings_module'"),
+    ],
+)
+def test_resolve_raises_configuration_error(value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve(value)
+    assert not isinstance(info.value, TypeError)
+    assert message in str(info.value)
+
+
+def test_resolve_passes_objects_through_and_imports_names() -> None:
+    assert resolve(settings_handlers.remember) is settings_handlers.remember
+    assert resolve("tests.settings_handlers:Namespace.nested") is (
+        settings_handlers.Namespace.nested
+    )
+    assert resolve("tests.settings_handlers.remember") is settings_handlers.remember
+
+
+# --- parse_settings names keys in each framework's spelling (issue 11) ----------------------
+
+
+def flask_spelling(key: str) -> str:
+    return "BOUNCE_" + key.upper()
+
+
+def django_spelling(key: str) -> str:
+    return f'BOUNCE_MIDDLEWARE["{key.upper()}"]'
+
+
+@pytest.mark.parametrize(
+    ("spell", "settings", "message"),
+    [
+        (
+            flask_spelling,
+            {"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.paths": "/x"},
+            "unknown setting 'BOUNCE_PATHS'; known: BOUNCE_PATH, BOUNCE_CREDENTIALS, ",
+        ),
+        (flask_spelling, {"bounce.path": "/b"}, "setting 'BOUNCE_CREDENTIALS' is required"),
+        (
+            flask_spelling,
+            {"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.max_body_size": "lots"},
+            "setting 'BOUNCE_MAX_BODY_SIZE' is invalid: expected a whole number",
+        ),
+        (
+            django_spelling,
+            {"bounce.path": "/b"},
+            'setting BOUNCE_MIDDLEWARE["CREDENTIALS"] is required',
+        ),
+        (
+            django_spelling,
+            {"bounce.path": "/b", "bounce.credentials": [None]},
+            'setting BOUNCE_MIDDLEWARE["CREDENTIALS"] is invalid: credential 1 is None',
+        ),
+        (
+            django_spelling,
+            {"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.colour": "red"},
+            'unknown setting BOUNCE_MIDDLEWARE["COLOUR"]; known: BOUNCE_MIDDLEWARE["PATH"], ',
+        ),
+    ],
+)
+def test_spell_names_keys_in_the_frameworks_spelling(
+    spell: Any, settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_settings(settings, "bounce.", spell=spell)
+    assert message in str(info.value)
+    assert "bounce." not in str(info.value)
+
+
+def test_without_spell_keys_are_named_with_the_prefix() -> None:
+    with pytest.raises(
+        ConfigurationError, match="unknown setting 'bounce.Colour'; known: bounce.path"
+    ):
+        parse_settings({"bounce.path": "/b", "bounce.credentials": "a:b", "bounce.Colour": "x"})
