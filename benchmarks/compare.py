@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-email-index",
         action="store_true",
-        help="leave auth_user.email without its NOCASE index (each lookup scans 10,000 users)",
+        help="leave auth_user.email without its indexes (each lookup scans 10,000 users)",
     )
     parser.add_argument(
         "--conn-max-age",
