@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 from .errors import ConfigurationError, StoreUnavailable
 from .model import Bounce, BounceKind, fold_address
+from .text import loggable
 
 # Longer than any sane handler run, shorter than Postmark's later retry gaps
 # (10-15 minutes): a claim left by a crashed worker is taken over by a retry.
@@ -96,8 +97,9 @@ class Store(Protocol):
       lease only if the claim's token still holds it: a delivery whose lease
       expired and was taken over never frees its successor's.
     - :meth:`records` lists events by first receipt, newest first; ``email``
-      matches case-insensitively (Unicode case folding, :func:`fold_address`),
-      ``unfinished`` keeps events not yet finished.
+      matches case-insensitively (Unicode case folding: the :func:`fold_address`
+      of the :func:`storable` address, as recorded), ``unfinished`` keeps events
+      not yet finished.
     - :meth:`reject` keeps an authenticated request whose body the parser
       refused (answered 400), once per provider and body; ``records(rejected=True)``
       lists those (and only those), ``unfinished`` then meaning not yet
@@ -185,22 +187,30 @@ def kind_of(value: str) -> BounceKind:
 # Connection-level errors say what is wrong (refused, locked, read-only) and never
 # quote a statement's parameters; other drivers' messages may (DETAIL: Key (...)=(...)).
 _DESCRIBED_ERRORS = ("OperationalError", "InterfaceError")
+# SQLite's own messages name the problem, a table or a column ("file is not a
+# database", "UNIQUE constraint failed: t.email"), never a bound value.
+_DESCRIBED_MODULES = ("sqlite3",)
 
 
 def unavailable(where: str, exc: BaseException) -> StoreUnavailable:
     """The :class:`StoreUnavailable` for a driver error, safe to log.
 
     Names ``where`` and the driver's error class; the driver's message only for
-    connection-level errors, first line only, control characters escaped.
+    connection-level errors and SQLite's errors, first line only, control
+    characters escaped: never a statement's parameters.
     """
     # SQLAlchemy wraps the DB-API error in .orig, Django in __cause__.
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
     name = type(cause).__name__
     message = f"{where}: {name}"
-    if name in _DESCRIBED_ERRORS or type(exc).__name__ in _DESCRIBED_ERRORS:
-        first = (str(cause).strip().splitlines() or [""])[0][:200]
+    if (
+        name in _DESCRIBED_ERRORS
+        or type(exc).__name__ in _DESCRIBED_ERRORS
+        or type(cause).__module__ in _DESCRIBED_MODULES
+    ):
+        first = (str(cause).strip().splitlines() or [""])[0]
         if first:
-            message += f" ({first.encode('ascii', 'backslashreplace').decode('ascii')})"
+            message += f" ({loggable(first)})"
     return StoreUnavailable(message)
 
 
@@ -219,12 +229,13 @@ class _MemoryEvent:
 
     def record(self) -> Record:
         bounce = self.bounce
+        # As a database store keeps them, so that every store lists the same record.
         return Record(
-            key=bounce.key,
-            provider=bounce.provider,
-            email=bounce.email,
+            key=storable(bounce.key),
+            provider=storable(bounce.provider),
+            email=storable(bounce.email),
             kind=bounce.kind,
-            type=bounce.type,
+            type=storable(bounce.type),
             received_at=self.received_at,
             finished=self.finished,
             completed=frozenset(self.completed),
@@ -321,7 +332,7 @@ class MemoryStore:
         limit: int | None = 100,
     ) -> Sequence[Record]:
         """Stored events (or rejected records), newest first, optionally filtered."""
-        folded = None if email is None else fold_address(email)
+        folded = None if email is None else fold_address(storable(email))
         with self._lock:
             if rejected:
                 found = [
@@ -336,7 +347,7 @@ class MemoryStore:
                     e.record()
                     for e in reversed(self._events.values())
                     if (kind is None or e.bounce.kind == kind)
-                    and (folded is None or fold_address(e.bounce.email) == folded)
+                    and (folded is None or fold_address(storable(e.bounce.email)) == folded)
                     and not (unfinished and e.finished)
                 ]
         return found if limit is None else found[: max(limit, 0)]
@@ -345,7 +356,9 @@ class MemoryStore:
         """Keep an authenticated request refused with 400 (once per provider and body)."""
         key = rejection_key(provider, body)
         with self._lock:
-            self._rejected.setdefault(key, _MemoryRejection(key, provider, body, reason))
+            self._rejected.setdefault(
+                key, _MemoryRejection(key, storable(provider), body, storable(reason))
+            )
         return key
 
     def resolve(self, key: str) -> None:
