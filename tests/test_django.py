@@ -27,6 +27,7 @@ from bounce_middleware.adapters.django.handlers import (
 from bounce_middleware.adapters.django.models import BounceEvent, BounceNotice
 from bounce_middleware.adapters.django.store import DjangoStore
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
+from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import make_handler
 from bounce_middleware.middleware import BounceMiddleware
 from bounce_middleware.model import Bounce, BounceKind
@@ -360,7 +361,7 @@ def test_user_lookup_and_notice_insert(prepared: bool) -> None:
 
 
 def test_user_bounce_handler_instances_are_named_and_choose_their_kinds(ann: Any) -> None:
-    soft_notices = UserBounceHandler(notify_kinds=["soft"], name="project.handlers.soft_notices")
+    soft_notices = UserBounceHandler(kinds=["soft"], name="project.handlers.soft_notices")
     assert make_handler(soft_notices).name == "project.handlers.soft_notices"
     assert make_handler(notify_users).name == NOTIFY
     unnamed = make_handler(UserBounceHandler())
@@ -375,3 +376,5 @@ def test_user_bounce_handler_instances_are_named_and_choose_their_kinds(ann: Any
     assert not BounceNotice.objects.exists()
     assert soft_notices(soft) is False  # called without a delivery: nothing recorded
     assert BounceNotice.objects.get().kind == "soft"
+    with pytest.raises(ConfigurationError, match="kinds"):
+        UserBounceHandler(kinds=["fatal"])

@@ -10,6 +10,7 @@ from django.db import router, transaction
 from django.db.models import Value
 from django.utils import timezone
 
+from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.model import Bounce, BounceKind, fold_address
 from bounce_middleware.store import storable
 
@@ -28,8 +29,8 @@ class UserBounceHandler:
 
     Users are found by the user model's ``EMAIL_FIELD``, compared folded
     (case-insensitive, Unicode-aware; see :class:`~.db.Folded`); an address
-    nobody has is ignored. Only the kinds in ``notify_kinds`` (by default the
-    ``NOTIFY_KINDS`` setting) count.
+    nobody has is ignored. Only ``kinds`` count (by default the ``NOTIFY_KINDS``
+    setting, read when called).
 
     Transactional: the middleware calls it as ``handler(bounce, delivery)``.
     The notices, and the handler's completion when the store is a
@@ -47,12 +48,13 @@ class UserBounceHandler:
     def __init__(
         self,
         *,
-        notify_kinds: Iterable[BounceKind | str] | None = None,
+        kinds: Iterable[BounceKind | str] | None = None,
         name: str | None = None,
     ) -> None:
-        self.notify_kinds = (
-            None if notify_kinds is None else frozenset(map(BounceKind, notify_kinds))
-        )
+        try:
+            self.kinds = None if kinds is None else frozenset(BounceKind(k) for k in kinds)
+        except ValueError as exc:
+            raise ConfigurationError(f"UserBounceHandler kinds: {exc}") from None
         module, _, qualname = (name or f"{__name__}.UserBounceHandler").rpartition(".")
         self.__module__, self.__qualname__ = module, qualname
 
@@ -61,7 +63,7 @@ class UserBounceHandler:
 
     def __call__(self, bounce: Bounce, delivery: Delivery | None = None) -> bool:
         """Leave the notices; True when the completion was recorded with them."""
-        kinds = self.notify_kinds if self.notify_kinds is not None else get_state().notify_kinds
+        kinds = self.kinds if self.kinds is not None else get_state().notify_kinds
         if bounce.kind not in kinds or not bounce.email:
             return False
         db = router.db_for_write(BounceNotice)
