@@ -6,13 +6,19 @@ The page lists the users, the notice of any user whose address bounced, and
 the webhook events the store recorded; changing an address clears its notice,
 as the framework adapters do.
 
+Users and bounces share one SQLite file, ``./bounce-demo.sqlite3`` by default
+(``$BOUNCE_DEMO_DB`` or ``--db`` name another); delete ``bounce-demo.sqlite3*``
+(the file and its ``-wal``/``-shm`` companions) to start over.
+
 It is a demo: there is no login and no CSRF protection, so keep it on localhost.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,8 +29,9 @@ from typing import TYPE_CHECKING
 
 from webob import Request, Response
 
+from .errors import ConfigurationError
 from .middleware import BounceMiddleware
-from .model import PERMANENT_KINDS, Bounce
+from .model import PERMANENT_KINDS, Bounce, fold_address
 from .store import Store
 
 if TYPE_CHECKING:
@@ -32,6 +39,9 @@ if TYPE_CHECKING:
 
 BOUNCE_PATH = "/postmark/bounce"
 DEMO_USER = "postmark"
+#: The demo's database file, relative to the current directory, unless $BOUNCE_DEMO_DB names one.
+DEFAULT_DB = "bounce-demo.sqlite3"
+DB_ENV = "BOUNCE_DEMO_DB"
 SEED_USERS = [
     ("Ann Archer", "ann@example.com"),
     ("Bob Baker", "bob@example.com"),
@@ -79,6 +89,8 @@ class Users:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10)
+        # SQLite's lower() folds ASCII only: compare addresses as the library does everywhere.
+        db.create_function("bounce_fold", 1, fold_address, deterministic=True)
         try:
             with db:  # one transaction: commit, or roll back on error
                 yield db
@@ -99,7 +111,8 @@ class Users:
                 "SELECT u.id, u.name, u.email, n.kind, n.description, n.bounced_at"
                 " FROM demo_users u LEFT JOIN demo_notices n"
                 # the notice shows only while the address is the one that bounced
-                " ON n.user_id = u.id AND lower(n.email) = lower(u.email) ORDER BY u.id"
+                " ON n.user_id = u.id AND bounce_fold(n.email) = bounce_fold(u.email)"
+                " ORDER BY u.id"
             ).fetchall()
         return [User(*row) for row in rows]
 
@@ -110,20 +123,24 @@ class Users:
         redelivery of the same event rewrites it with the same values.
         """
         when = bounce.bounced_at or datetime.now(UTC)
+        try:
+            shown = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-14:00 has no UTC
+            shown = f"{when:%Y-%m-%d %H:%M %z}"
         with self._db() as db:
             db.execute(
                 "INSERT INTO demo_notices"
                 " (user_id, email, kind, description, bounced_at, event_key)"
-                " SELECT id, email, ?, ?, ?, ? FROM demo_users WHERE lower(email) = lower(?)"
+                " SELECT id, email, ?, ?, ?, ? FROM demo_users WHERE bounce_fold(email) = ?"
                 " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email,"
                 " kind = excluded.kind, description = excluded.description,"
                 " bounced_at = excluded.bounced_at, event_key = excluded.event_key",
                 (
                     bounce.kind.value,
                     bounce.description or bounce.name or bounce.type,
-                    when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    shown,
                     bounce.key,
-                    bounce.email,
+                    fold_address(bounce.email),
                 ),
             )
 
@@ -212,9 +229,27 @@ class DemoSite:
 
 
 def make_app(
-    db_path: str | Path, *, credentials: Iterable[str], store: Store | None = None
+    db_path: str | Path | None = None,
+    *,
+    credentials: Iterable[str] | None = None,
+    store: Store | None = None,
 ) -> BounceMiddleware:
-    """The demo site wrapped by the middleware; users and bounces share one SQLite file."""
+    """The demo site wrapped by the middleware; users and bounces share one SQLite file.
+
+    Called with no arguments, as ``bounce-middleware replay --app
+    bounce_middleware.demo:make_app`` does, it opens the demo's existing database
+    (:func:`database_path`) and refuses to create one; ``credentials`` default to
+    a random password, since replaying needs none.
+    """
+    if db_path is None:
+        db_path = database_path()
+        if not db_path.is_file():
+            raise ConfigurationError(
+                f"no demo database at {db_path}: run `bounce-middleware demo` in this "
+                f"directory first, or set {DB_ENV} to the file its --db named"
+            )
+    if credentials is None:
+        credentials = [f"{DEMO_USER}:{secrets.token_urlsafe(16)}"]
     users = Users(db_path)
     users.setup()
     if store is None:
@@ -228,6 +263,11 @@ def make_app(
     # Only permanent failures mean the address is wrong; a soft bounce is recorded, not shown.
     middleware.add_handler(users.flag_bounced, kinds=PERMANENT_KINDS)
     return middleware
+
+
+def database_path() -> Path:
+    """The demo's database: ``$BOUNCE_DEMO_DB``, else ``./bounce-demo.sqlite3``."""
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
 
 
 def _e(value: object) -> str:

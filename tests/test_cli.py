@@ -1,32 +1,27 @@
-"""The ``bounce-middleware`` command: ``send`` to a real server, ``list`` and ``replay`` on a
-real SQLite store, and ``demo`` run as a real process and stopped with a signal."""
+"""The ``bounce-middleware`` command: ``send`` to a real server on loopback, usage errors,
+and how the command is packaged.
+
+``list`` and ``replay`` are in ``tests/test_cli_replay.py``, ``demo`` as a real process
+in ``tests/test_cli_demo.py``."""
 
 from __future__ import annotations
 
-import importlib
-import json
-import queue
-import shlex
-import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from webtest import TestApp
 from webtest.http import StopableWSGIServer
 
-from bounce_middleware import Bounce, BounceKind, BounceMiddleware, MemoryStore
+from bounce_middleware import Bounce, BounceKind, BounceMiddleware, MemoryStore, samples, testing
 from bounce_middleware.cli import main
-from bounce_middleware.testing import auth_headers, postmark_bounce
+from bounce_middleware.providers.postmark import TYPE_KINDS
 
 PATH = "/postmark/bounce"
 USER, PASSWORD = "postmark", "s3cret:with@odd/chars"
@@ -221,7 +216,10 @@ def test_send_to_a_server_that_never_answers_times_out(capsys: pytest.CaptureFix
     assert "no answer from" in capsys.readouterr().err
 
 
-def test_send_to_something_that_is_not_http(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("reset", [False, True], ids=["hangs-up", "resets"])
+def test_send_to_something_that_is_not_http(
+    capsys: pytest.CaptureFixture[str], reset: bool
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
@@ -230,6 +228,8 @@ def test_send_to_something_that_is_not_http(capsys: pytest.CaptureFixture[str]) 
         def hang_up() -> None:
             connection, _ = sock.accept()
             connection.recv(1024)
+            if reset:  # close at once with a RST, as a peer with unread data does
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             connection.close()
 
         peer = threading.Thread(target=hang_up)
@@ -257,6 +257,8 @@ def test_send_to_something_that_is_not_http(capsys: pytest.CaptureFixture[str]) 
         (["list", "--store", "sqlite:///no/such/file.sqlite3"], "no store file"),
         (["list", "--store", "postgres://db/x"], "unsupported store URL"),
         (["list", "--store", "memory://", "--limit", "-1"], "expected 0 or more"),
+        (["list", "--store", "memory://", "--rejected", "--kind", "hard"], "has neither"),
+        (["list", "--app", "tests.test_cli:not_found"], "no BounceMiddleware"),
         (["replay", "--store", "memory://", "--app", "no_such_module:app"], "cannot import"),
         (["replay", "--store", "memory://", "--app", "tests.test_cli:not_found"], "no Bounce"),
         ([], "required"),
@@ -283,317 +285,110 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "BOUNCE_PASSWORD" in capsys.readouterr().out
 
 
-# -- list and replay -------------------------------------------------------------------------
+# -- send to something that is not the middleware ---------------------------------------------
 
-APP_MODULE = """
-from pathlib import Path
-
-from bounce_middleware import BounceMiddleware
-from bounce_middleware.sqlite_store import SQLiteStore
-
-CALLS = Path({calls!r})
-BROKEN = Path({broken!r})
+HTML_404 = "<!doctype html><html><body>" + "<p>Page not found</p>\n" * 80 + "</body></html>"
 
 
-def steady(bounce):
-    with CALLS.open("a") as calls:
-        calls.write(f"steady {{bounce.key}}\\n")
-
-
-def flaky(bounce):
-    if BROKEN.exists():
-        raise RuntimeError("the mail server is down")
-    with CALLS.open("a") as calls:
-        calls.write(f"flaky {{bounce.key}}\\n")
-
-
-def site(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"the site"]
-
-
-class Outer:
-    # Some other middleware around ours: replay finds BounceMiddleware through `.app`.
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
-
-
-def create_app():
-    middleware = BounceMiddleware(
-        site, path={path!r}, credentials=["{user}:{password}"], store=SQLiteStore({db!r})
-    )
-    middleware.add_handler(steady, name="steady")
-    middleware.add_handler(flaky, name="flaky")
-    return Outer(middleware)
-"""
-
-
-@dataclass
-class Project:
-    """An application module on sys.path, its SQLite store and its handlers' call log."""
-
-    module: ModuleType
-    store_url: str
-    calls: Path
-    broken: Path
-
-    @property
-    def spec(self) -> str:
-        return f"{self.module.__name__}:create_app"
-
-    def calls_made(self) -> list[str]:
-        return self.calls.read_text().splitlines() if self.calls.exists() else []
+def html_site(environ: Any, start_response: Any) -> list[bytes]:
+    """An application behind the middleware: a whole HTML page for anything it is asked."""
+    path = environ["PATH_INFO"]
+    if path.startswith("/moved"):
+        start_response("301 Moved Permanently", [("Location", "https://example.com" + PATH)])
+        return [b""]
+    if path.startswith("/spa/"):  # a single-page app's catch-all route
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<!doctype html><html><body><div id=app></div></body></html>"]
+    start_response("404 Not Found", [("Content-Type", "text/html; charset=utf-8")])
+    return [HTML_404.encode()]
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    db, calls, broken = tmp_path / "bounces.sqlite3", tmp_path / "calls", tmp_path / "broken"
-    name = "replay_app_for_cli_tests"
-    (tmp_path / f"{name}.py").write_text(
-        APP_MODULE.format(
-            calls=str(calls), broken=str(broken), db=str(db), path=PATH, user=USER, password="pw"
-        )
+def site_url() -> Iterator[str]:
+    """The middleware (on PATH) around ``html_site``, served on 127.0.0.1: ``http://host:port``."""
+    app = BounceMiddleware(
+        html_site, path=PATH, credentials=[f"{USER}:{PASSWORD}"], store=MemoryStore()
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module(name)
-    yield Project(module, f"sqlite:///{db}", calls, broken)
-    sys.modules.pop(name, None)
-
-
-def deliver(project: Project, status: int, **fields: Any) -> str:
-    app = TestApp(project.module.create_app())
-    payload = postmark_bounce(**fields)
-    app.post_json(PATH, payload, headers=auth_headers(USER, "pw"), status=status)
-    return f"postmark:{payload['ID']}"
-
-
-def test_list_shows_recorded_bounces_newest_first(
-    project: Project, capsys: pytest.CaptureFixture[str]
-) -> None:
-    done = deliver(project, 200, email="ann@example.com")
-    project.broken.touch()
-    pending = deliver(project, 500, type="SoftBounce", email="bob@example.com")
-
-    assert main(["list", "--store", project.store_url]) == 0
-
-    header, first, second = capsys.readouterr().out.splitlines()
-    assert header.split() == [
-        "RECEIVED", "KIND", "TYPE", "EMAIL", "STATE", "TRIES", "KEY", "COMPLETED", "HANDLERS"
-    ]  # fmt: skip
-    bob = ["soft", "SoftBounce", "bob@example.com", "pending", "1", pending, "steady"]
-    ann = ["hard", "HardBounce", "ann@example.com", "done", "1", done, "flaky,", "steady"]
-    assert first.split()[2:] == bob  # after the date and time
-    assert second.split()[2:] == ann
-
-
-def test_list_filters_and_json(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    deliver(project, 200, email="ann@example.com")
-    deliver(project, 200, type="SoftBounce", email="Bob@Example.com")
-    capsys.readouterr()
-
-    def listing(*options: str) -> list[dict[str, Any]]:
-        assert main(["list", "--store", project.store_url, "--json", *options]) == 0
-        result: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
-        return result
-
-    assert [r["email"] for r in listing()] == ["Bob@Example.com", "ann@example.com"]
-    assert [r["email"] for r in listing("--kind", "hard")] == ["ann@example.com"]
-    assert [r["email"] for r in listing("--email", "bob@example.com")] == ["Bob@Example.com"]
-    assert listing("--unfinished") == []
-    [newest] = listing("--limit", "1")
-    assert newest["completed"] == ["flaky", "steady"]
-    assert newest["finished"] is True
-    assert main(["list", "--store", project.store_url, "--limit", "1"]) == 0
-    assert "(the newest 1 shown; --limit 0 shows all)" in capsys.readouterr().out
-    assert main(["list", "--store", project.store_url, "--kind", "complaint"]) == 0
-    assert capsys.readouterr().out == "no recorded bounces match\n"
-
-
-def test_replay_completes_only_the_handlers_that_failed(
-    project: Project, capsys: pytest.CaptureFixture[str]
-) -> None:
-    done = deliver(project, 200, email="ann@example.com")
-    project.broken.touch()
-    pending = deliver(project, 500, email="bob@example.com")
-    assert project.calls_made() == [f"steady {done}", f"flaky {done}", f"steady {pending}"]
-    replay = ["replay", "--store", project.store_url, "--app", project.spec]
-
-    # Still broken: the replay fails again and says so.
-    assert main(replay) == 1
-    out = capsys.readouterr().out
-    assert f"{pending} HardBounce bob@example.com: ran flaky -> 500" in out
-    assert "0 ok, 1 failed" in out
-
-    project.broken.unlink()
-    assert main([*replay, "--dry-run"]) == 0
-    assert f"{pending} HardBounce bob@example.com: would run flaky" in capsys.readouterr().out
-    assert project.calls_made() == [f"steady {done}", f"flaky {done}", f"steady {pending}"]
-
-    assert main(replay) == 0
-    out = capsys.readouterr().out
-    assert f"{pending} HardBounce bob@example.com: ran flaky -> 200 accepted" in out
-    assert "replayed 1 event(s): 1 ok, 0 failed" in out
-    assert project.calls_made() == [
-        f"steady {done}",
-        f"flaky {done}",
-        f"steady {pending}",
-        f"flaky {pending}",
-    ]
-
-    assert main(replay) == 0
-    assert capsys.readouterr().out == "nothing to replay: every recorded bounce is finished\n"
-    # And the provider's own redelivery, should it still come, runs nothing.
-    app = TestApp(project.module.create_app())
-    bob = postmark_bounce(ID=int(pending.split(":")[1]), email="bob@example.com")
-    app.post_json(PATH, bob, headers=auth_headers(USER, "pw"), status=200)
-    assert len(project.calls_made()) == 4
-
-
-def test_replay_uses_the_middlewares_own_store_without_store(
-    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("BOUNCE_STORE", raising=False)
-    project.broken.touch()
-    pending = deliver(project, 500)
-    project.broken.unlink()
-
-    assert main(["replay", "--app", f"{project.module.__name__}.create_app"]) == 0
-
-    assert f"{pending} HardBounce john@example.com: ran flaky -> 200" in capsys.readouterr().out
-
-
-# -- demo ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Demo:
-    process: subprocess.Popen[str]
-    lines: queue.Queue[str | None]
-    url: str
-    send_command: list[str]
-
-    def page(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=DEADLINE) as response:
-            assert response.status == 200
-            text: str = response.read().decode("utf-8")
-            return text
-
-    def stop(self, signum: int) -> tuple[int, list[str], str]:
-        self.process.send_signal(signum)
-        status = self.process.wait(DEADLINE)
-        rest = []
-        while (line := self.lines.get(timeout=DEADLINE)) is not None:
-            rest.append(line)
-        assert self.process.stderr is not None
-        return status, rest, self.process.stderr.read()
-
-
-def row_of(page: str, email: str) -> str:
-    """The row of the users table (the page's first) showing ``email``."""
-    users = page.split("<h2>")[0]
-    [row] = [row for row in users.split("<tr>") if f"<td>{email}</td>" in row]
-    return row
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
-    """``bounce-middleware demo`` in a subprocess on a free port, stopped however the test ends."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bounce_middleware.cli", "demo", "--port", "0", "--db", "demo.db"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
+    http_server = StopableWSGIServer.create(app, host="127.0.0.1", port=0)
     try:
-        url, command = "", list[str]()
-        while (line := lines.get(timeout=DEADLINE)) != "Press Ctrl-C to stop.":
-            assert line is not None, process.stderr.read() if process.stderr else ""
-            if line.startswith("bounce-middleware demo: open "):
-                url = line.split()[3]
-            elif line.strip().startswith("bounce-middleware send "):
-                command = shlex.split(line)
-        yield Demo(process, lines, url, command)
+        yield f"http://127.0.0.1:{http_server.getsockname()[1]}"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(DEADLINE)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        http_server.shutdown()
 
 
-def test_demo_flags_a_user_and_the_notice_goes_with_a_new_address(
-    demo: Demo, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("path", "status", "advice"),
+    [
+        (PATH + "/", "404 Not Found", f"try {PATH}, without the trailing slash"),
+        ("/hooks/postmark", "404 Not Found", f"the demo and the examples use {PATH}"),
+        ("/spa" + PATH, "200 OK", "check the path your middleware is configured with"),
+        (
+            "/moved",
+            "301 Moved Permanently",
+            f"a redirect to https://example.com{PATH}, not followed",
+        ),
+    ],
+    ids=["trailing-slash", "other-path", "catch-all-200", "redirect"],
+)
+def test_send_to_a_path_the_middleware_does_not_answer_prints_the_status_and_one_line(
+    site_url: str, capsys: pytest.CaptureFixture[str], path: str, status: str, advice: str
 ) -> None:
-    assert demo.url.startswith("http://127.0.0.1:")
-    assert "Mail to this address bounced" not in demo.page()
+    code = main(["send", site_url + path, "--user", USER, "--password", PASSWORD])
 
-    # Exactly the command the demo printed.
-    assert demo.send_command[:2] == ["bounce-middleware", "send"]
-    assert main(demo.send_command[1:]) == 0
-    assert "200 OK" in capsys.readouterr().out
-
-    page = demo.page()
-    assert "Mail to this address bounced (hard," in row_of(page, "ann@example.com")
-    assert "Hard bounce" not in row_of(page, "bob@example.com")
-    assert "bounced" not in row_of(page, "bob@example.com")
-
-    form = urllib.parse.urlencode({"email": "ann@new.example.com"}).encode()
-    request = urllib.request.Request(demo.url + "users/1/email", data=form, method="POST")
-    with urllib.request.urlopen(request, timeout=DEADLINE) as response:  # follows the 303
-        page = response.read().decode("utf-8")
-    assert "bounced" not in row_of(page, "ann@new.example.com")
-    assert "<td>ann@example.com</td>" not in page.split("<h2>")[0]
-
-    status, rest, stderr = demo.stop(signal.SIGINT)
-    assert status == 0, stderr
-    assert rest[-1] == "bounce-middleware demo stopped. Bye!"
-    assert "Traceback" not in stderr
-    assert "accepted -> 200" in stderr  # the middleware's log line, without the address
-    assert "ann@example.com" not in stderr
+    post, shown, line = capsys.readouterr().out.splitlines()  # and nothing else: no HTML page
+    assert code == 1  # even for the catch-all's 200: the webhook went nowhere
+    assert post.startswith(f"POST {site_url}{path}  (HardBounce for john@example.com, ID ")
+    assert shown == status
+    assert advice in line
+    if not path.startswith("/moved"):
+        assert line.startswith("not bounce-middleware's answer: it answers only its exact")
+        assert f"answered {path} instead" in line
 
 
-def test_demo_stops_cleanly_on_sigterm(demo: Demo) -> None:
-    status, rest, stderr = demo.stop(signal.SIGTERM)
-
-    assert status == 0, stderr
-    assert rest[-1] == "bounce-middleware demo stopped. Bye!"
-    assert "Traceback" not in stderr
-
-
-def test_demo_without_waitress_names_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_send_to_the_right_path_of_the_same_site_still_prints_the_answer(
+    site_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # What an absent package looks like to the import system.
-    for name in [name for name in sys.modules if name.split(".")[0] == "waitress"] + ["waitress"]:
-        monkeypatch.setitem(sys.modules, name, None)
+    assert main(["send", site_url + PATH, "--user", USER, "--password", PASSWORD]) == 0
 
-    assert main(["demo", "--port", "0", "--db", str(tmp_path / "demo.db")]) == 2
-
-    assert 'pip install "bounce-middleware[demo]"' in capsys.readouterr().err
-    assert not (tmp_path / "demo.db").exists()
+    assert capsys.readouterr().out.splitlines()[1:] == ["200 OK", "accepted"]
 
 
-def test_demo_on_a_busy_port_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
+# -- packaging -------------------------------------------------------------------------------
 
-        assert main(["demo", "--port", str(port), "--db", str(tmp_path / "demo.db")]) == 2
 
-    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+def test_the_sample_types_are_the_parsers_types() -> None:
+    assert set(samples.POSTMARK_TYPES) == set(TYPE_KINDS)
+
+
+def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
+    for name in testing.__all__:
+        if name != "auth_headers":
+            assert getattr(testing, name) is getattr(samples, name)
+    assert testing.auth_headers("u", "p") == {"Authorization": "Basic dTpw"}
+
+
+def test_importing_the_cli_imports_neither_testing_nor_sqlite3_nor_webob() -> None:
+    # The console script starts with this import, before any command runs; only `demo`
+    # (and `list` of a SQLite file) needs sqlite3, only the demo site WebOb.
+    script = "import sys, bounce_middleware.cli; print(sorted(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=DEADLINE
+    )
+
+    loaded = result.stdout
+    assert "'bounce_middleware.cli.replay'" in loaded
+    for module in ("bounce_middleware.testing", "sqlite3", "webob", "bounce_middleware.demo"):
+        assert f"'{module}'" not in loaded
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bounce_middleware.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("bounce-middleware ")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from webtest import TestApp
 
-from bounce_middleware import Bounce
-from bounce_middleware.demo import BOUNCE_PATH, SEED_USERS, Users, make_app
+from bounce_middleware import Bounce, BounceKind, ConfigurationError
+from bounce_middleware.cli.common import close_store
+from bounce_middleware.demo import BOUNCE_PATH, DB_ENV, DEFAULT_DB, SEED_USERS, Users, make_app
 from bounce_middleware.providers import PostmarkProvider
 from bounce_middleware.sqlite_store import SQLiteStore
 from bounce_middleware.testing import auth_headers, postmark_bounce, postmark_subscription_change
@@ -187,3 +189,49 @@ def test_the_default_store_is_sqlite_in_the_same_file(db: Path) -> None:
     assert isinstance(middleware.store, SQLiteStore)
     assert middleware.store.path == db
     middleware.store.close()
+
+
+def test_an_address_in_another_case_is_matched_beyond_ascii(app: TestApp) -> None:
+    # SQLite's lower() folds ASCII only: "É" and "é" were two different addresses.
+    app.post("/users/2/email", {"email": "Émile@Example.com"}, status=303)
+
+    post(app, postmark_bounce(email="émile@example.com"))
+
+    assert f"{NOTICE} (hard," in user_row(app, "Émile@Example.com")
+
+
+def test_a_bounce_time_with_no_utc_equivalent_still_flags_the_user(db: Path, app: TestApp) -> None:
+    late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))
+    bounce = Bounce(
+        provider="postmark",
+        id="1",
+        email="ann@example.com",
+        kind=BounceKind.HARD,
+        type="HardBounce",
+        bounced_at=late,
+    )
+
+    Users(db).flag_bounced(bounce)
+
+    assert f"{NOTICE} (hard, 9999-12-31 23:59 -1400)" in user_row(app, "ann@example.com")
+
+
+def test_make_app_without_arguments_opens_the_demos_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `bounce-middleware replay --app bounce_middleware.demo:make_app` calls.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DB_ENV, raising=False)
+    with pytest.raises(ConfigurationError, match="no demo database at bounce-demo.sqlite3: run"):
+        make_app()
+    assert list(tmp_path.iterdir()) == []
+
+    close_store(make_app(DEFAULT_DB, credentials=["postmark:pw"]).store)
+    middleware = make_app()
+    assert isinstance(middleware.store, SQLiteStore)
+    assert middleware.store.path == tmp_path / DEFAULT_DB
+    middleware.store.close()
+
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "other.sqlite3"))
+    with pytest.raises(ConfigurationError, match="other.sqlite3"):
+        make_app()

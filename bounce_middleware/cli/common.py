@@ -1,0 +1,95 @@
+"""What every command shares: exit statuses, the one-line error, store opening, formatting."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bounce_middleware.errors import ConfigurationError, StoreUnavailable
+from bounce_middleware.store import Store, open_store
+
+PROG = "bounce-middleware"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STORE_ENV = "BOUNCE_STORE"
+
+
+class CommandError(Exception):
+    """A usage or environment problem, printed as one line; exit status 2."""
+
+
+def open_existing_store(url: str | None, *, read_only: bool = False) -> Store:
+    """Open the store at ``url``, refusing to create a new SQLite file by mistake."""
+    if not url:
+        raise CommandError(
+            "no store: pass --store sqlite:///path/to/bounces.sqlite3, or --app MODULE:ATTR "
+            "for the store of your application's middleware"
+        )
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        if path.name and not path.is_file():
+            raise CommandError(
+                f"no store file at {str(path)!r} (sqlite:///relative/path, "
+                "sqlite:////absolute/path)"
+            )
+        if read_only:
+            from bounce_middleware.sqlite_store import SQLiteStore
+
+            return SQLiteStore(path, read_only=True)
+    try:
+        return open_store(url)
+    except (ConfigurationError, StoreUnavailable) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///`` store URL (without its ``?options``)."""
+    return Path(url[len("sqlite:///") :].partition("?")[0])
+
+
+def close_store(store: object) -> None:
+    """Close a store that has a ``close`` method (the shipped ones do; the protocol has none)."""
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+
+
+def store_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``--store URL`` option, defaulting to ``$BOUNCE_STORE``."""
+    parser.add_argument("--store", default=os.environ.get(STORE_ENV), metavar="URL", help=help)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters as ``?``: stored values come from webhook bodies."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` with UTC assumed when a store gave it without a time zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def utc(moment: datetime) -> str:
+    """``2026-01-02 03:04:05Z``."""
+    return aware(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def package_version() -> str:
+    """The installed version of bounce-middleware, or ``unknown``."""
+    try:
+        return version("bounce-middleware")
+    except PackageNotFoundError:
+        return "unknown"
