@@ -194,7 +194,8 @@ def test_store_unavailable_without_tables(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     postgres = request.getfixturevalue("postgres") if database == "postgresql" else None
-    store = SQLAlchemyStore(sa.create_engine(database_url(database, tmp_path, postgres)))
+    engine = sa.create_engine(database_url(database, tmp_path, postgres))
+    store = SQLAlchemyStore(engine)
     event, _ = bounce()
     with pytest.raises(StoreUnavailable, match=r"bounce store \(SQLAlchemy\): claim: "):
         store.claim(event, lease_seconds=60)
@@ -202,12 +203,14 @@ def test_store_unavailable_without_tables(
         store.records()
     with pytest.raises(StoreUnavailable):
         store.reject("postmark", b"{}", "no")
+    engine.dispose()
 
 
 def test_store_failures_are_logged_without_sql_parameters(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SQLAlchemyStore(sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}"))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    store = SQLAlchemyStore(engine)
     app = TestApp(
         BounceMiddleware(
             lambda environ, start_response: [],
@@ -228,6 +231,7 @@ def test_store_failures_are_logged_without_sql_parameters(
     # A driver's chained error quotes the statement's parameters: never in the logs.
     assert "secret-user" not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)
+    engine.dispose()
 
 
 def test_store_accepts_a_sessionmaker(engine: sa.Engine) -> None:
@@ -256,10 +260,13 @@ def _claim_in_child(url: str, payload: bytes, start: Any, results: Any) -> None:
     event = PostmarkProvider().parse(payload)
     start.wait()
     results.put(SQLAlchemyStore(engine).claim(event, lease_seconds=60).state.value)  # type: ignore[arg-type]
+    engine.dispose()
 
 
 def test_one_claim_wins_across_processes(url: str) -> None:
-    create_all(sa.create_engine(url))
+    engine = sa.create_engine(url)
+    create_all(engine)
+    engine.dispose()
     _, body = bounce()
     context = multiprocessing.get_context("spawn")
     start = context.Event()
