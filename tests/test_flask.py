@@ -148,6 +148,21 @@ def test_bounce_recorded_and_flashed_once(app: flask.Flask, testapp: TestApp[Any
     assert notices(app)[0].shown_at is not None
 
 
+def test_notices_and_completion_commit_together(app: flask.Flask, testapp: TestApp[Any]) -> None:
+    """The user store is transactional: one commit holds its notice and its completion."""
+    with app.app_context():
+        engine = db.engine
+    commits: list[object] = []
+    sa.event.listen(engine, "commit", commits.append)
+    post_bounce(testapp, postmark_bounce(email="bob@example.com"))
+    assert len(commits) == 2  # the claim; the notice with the completion
+    store = BounceExtension.state(app).middleware.store
+    assert store is not None
+    [record] = store.records()
+    assert record.finished
+    assert record.completed == {"bounce_middleware.adapters.sqlalchemy.UserBounceHandler"}
+
+
 def test_other_users_see_nothing(testapp: TestApp[Any]) -> None:
     post_bounce(testapp, postmark_bounce(email="ann@example.com"))
     assert log_in(testapp, "bob@example.com") == "-"
