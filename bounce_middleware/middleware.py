@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from .answer import (
@@ -242,19 +242,30 @@ class BounceMiddleware:
 
         Everything runs inside ``scope()`` when one was given.
         """
-        if self.scope is None:
-            return self._dispatch(bounce)
-        with self.scope():
-            return self._dispatch(bounce)
+        scope = self.scope
+        if scope is None:
+            return self._dispatch(bounce, _keep)
+        with ExitStack() as stack:
+            stack.enter_context(scope())
 
-    def _dispatch(self, bounce: Bounce) -> Answer:
+            def renew() -> None:
+                # A failed handler may leave its context dirty (an uncommitted session
+                # holding a lock, half-done writes): leave it before anything else runs.
+                stack.close()
+                stack.enter_context(scope())
+
+            return self._dispatch(bounce, renew)
+
+    def _dispatch(self, bounce: Bounce, renew: Callable[[], None]) -> Answer:
         wanted = [h for h in self.handlers if h.wants(bounce)]
         store = self.store
         if store is None:
-            return self._answer(
-                bounce,
-                [h.name for h in wanted if run_handler(h, bounce, None, None, False) == FAILED],
-            )
+            failed_names = []
+            for handler in wanted:
+                if run_handler(handler, bounce, None, None, False) == FAILED:
+                    failed_names.append(handler.name)
+                    renew()
+            return self._answer(bounce, failed_names)
         try:
             claim = store.claim(bounce, lease_seconds=self.lease_seconds)
         except StoreUnavailable as exc:
@@ -277,6 +288,7 @@ class BounceMiddleware:
                 outcome = run_handler(handler, bounce, store, claim, finishes)
                 if outcome == FAILED:
                     failed.append(handler.name)
+                    renew()
                 elif outcome == SUCCEEDED:
                     record_completion(store, claim, handler.name, finished=finishes)
                 # else RECORDED: a transactional handler recorded its own completion.
@@ -317,6 +329,10 @@ class BounceMiddleware:
                 bounce.kind.value,
             )
         return ACCEPTED
+
+
+def _keep() -> None:
+    """Without a scope there is no context to renew after a failed handler."""
 
 
 def _log_store_failure(key: str, exc: StoreUnavailable) -> None:

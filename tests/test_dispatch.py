@@ -333,3 +333,40 @@ def test_only_a_literal_true_marks_a_handler_transactional() -> None:
         .handlers[0]
         .transactional
     )
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["no-store", "store"])
+def test_a_failed_handlers_scope_is_left_before_anything_else_runs(with_store: bool) -> None:
+    contexts: list[list[str]] = []
+
+    @contextmanager
+    def scope() -> Iterator[None]:
+        context: list[str] = []
+        contexts.append(context)
+        yield
+        context.append("exit")
+
+    def first(bounce: Bounce) -> None:
+        contexts[-1].append("first")
+        raise RuntimeError("leaves its context dirty")
+
+    def second(bounce: Bounce) -> None:
+        contexts[-1].append("second")
+
+    class ScopedStore(MemoryStore):
+        def release(self, claim: Claim, *, finished: bool) -> None:
+            contexts[-1].append("release")
+            super().release(claim, finished=finished)
+
+    store = ScopedStore() if with_store else None
+    middleware = BounceMiddleware(
+        downstream,
+        path=PATH,
+        credentials=[f"{USER}:{PASSWORD}"],
+        handlers=[first, second],
+        store=store,
+        scope=scope,
+    )
+    assert post(TestApp(middleware), postmark_bounce()).status_int == 500
+    after = ["second", "release", "exit"] if with_store else ["second", "exit"]
+    assert contexts == [["first", "exit"], after]
