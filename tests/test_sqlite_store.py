@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bounce_middleware import (
     ClaimState,
@@ -23,7 +25,10 @@ from bounce_middleware import (
     StoreUnavailable,
     open_store,
 )
+from bounce_middleware.model import fold_address
+from bounce_middleware.sqlite_schema import address_key
 from bounce_middleware.sqlite_store import SQLiteStore
+from bounce_middleware.store import storable
 from tests.store_apps import (
     LEASE,
     make_bounce,
@@ -60,6 +65,13 @@ def test_sqlite_store_writes_a_new_event_in_one_statement(tmp_path: Path) -> Non
     store.complete(claim, "tests.handler", finished=True)
     assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "UPDATE", "COMMIT"]
     store.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text() | st.text(st.characters(max_codepoint=127)))
+def test_the_stored_address_key_is_the_folded_storable_address(address: str) -> None:
+    # address_key() takes a shortcut for ASCII; it must give what the protocol says.
+    assert address_key(address) == fold_address(storable(address))
 
 
 def test_sqlite_store_uses_wal_and_keeps_to_its_own_tables(tmp_path: Path) -> None:
