@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .answer import (
@@ -30,6 +30,7 @@ from .handlers import (
 )
 from .model import Bounce, BounceKind
 from .providers import Ignored, PostmarkProvider, Provider
+from .scope import DeliveryScope
 from .store import DEFAULT_LEASE_SECONDS, Claim, ClaimState, Store
 from .text import loggable
 
@@ -221,9 +222,11 @@ class BounceMiddleware:
                 shown,
             )
             return Answer(400, reason)
+        scope = DeliveryScope(self.scope, f"{self.provider.name}:rejected")
         try:
-            with self.scope() if self.scope is not None else nullcontext():
-                key = store.reject(self.provider.name, body, reason)
+            if not scope.enter():
+                raise StoreUnavailable("the delivery scope could not be entered")
+            key = store.reject(self.provider.name, body, reason)
         except StoreUnavailable as exc:
             logger.error(
                 "authenticated %s webhook refused (%s) and the store could not keep it (%s) -> 503",
@@ -232,6 +235,8 @@ class BounceMiddleware:
                 loggable(exc),
             )
             return self._store_unavailable
+        finally:
+            scope.close()
         logger.warning(
             "bounce webhook refused: %s -> 400; kept as rejected record %s", shown, loggable(key)
         )
@@ -240,23 +245,19 @@ class BounceMiddleware:
     def dispatch(self, bounce: Bounce) -> Answer:
         """Run the handlers for a parsed bounce (through the store, if any) and answer.
 
-        Everything runs inside ``scope()`` when one was given.
+        Everything runs inside ``scope()`` when one was given, left and entered
+        again after a handler fails.
         """
-        scope = self.scope
-        if scope is None:
-            return self._dispatch(bounce, _keep)
-        with ExitStack() as stack:
-            stack.enter_context(scope())
+        scope = DeliveryScope(self.scope, bounce.key)
+        if not scope.enter():
+            return HANDLER_FAILED
+        try:
+            return self._dispatch(bounce, scope)
+        finally:
+            # Whatever the scope's exit does, the answer stands: the store has it recorded.
+            scope.close()
 
-            def renew() -> None:
-                # A failed handler may leave its context dirty (an uncommitted session
-                # holding a lock, half-done writes): leave it before anything else runs.
-                stack.close()
-                stack.enter_context(scope())
-
-            return self._dispatch(bounce, renew)
-
-    def _dispatch(self, bounce: Bounce, renew: Callable[[], None]) -> Answer:
+    def _dispatch(self, bounce: Bounce, scope: DeliveryScope) -> Answer:
         wanted = [h for h in self.handlers if h.wants(bounce)]
         store = self.store
         if store is None:
@@ -264,7 +265,8 @@ class BounceMiddleware:
             for handler in wanted:
                 if run_handler(handler, bounce, None, None, False) == FAILED:
                     failed_names.append(handler.name)
-                    renew()
+                    if not scope.renew():
+                        break
             return self._answer(bounce, failed_names)
         try:
             claim = store.claim(bounce, lease_seconds=self.lease_seconds)
@@ -288,7 +290,8 @@ class BounceMiddleware:
                 outcome = run_handler(handler, bounce, store, claim, finishes)
                 if outcome == FAILED:
                     failed.append(handler.name)
-                    renew()
+                    if not scope.renew():
+                        break  # the rest waits for the redelivery, in a sound scope
                 elif outcome == SUCCEEDED:
                     record_completion(store, claim, handler.name, finished=finishes)
                 # else RECORDED: a transactional handler recorded its own completion.
@@ -329,10 +332,6 @@ class BounceMiddleware:
                 bounce.kind.value,
             )
         return ACCEPTED
-
-
-def _keep() -> None:
-    """Without a scope there is no context to renew after a failed handler."""
 
 
 def _log_store_failure(key: str, exc: StoreUnavailable) -> None:

@@ -370,3 +370,81 @@ def test_a_failed_handlers_scope_is_left_before_anything_else_runs(with_store: b
     assert post(TestApp(middleware), postmark_bounce()).status_int == 500
     after = ["second", "release", "exit"] if with_store else ["second", "exit"]
     assert contexts == [["first", "exit"], after]
+
+
+class BrokenScope:
+    """A scope factory that fails on entering or leaving, as told; counts entries."""
+
+    def __init__(self) -> None:
+        self.fail_enter = False
+        self.fail_exit = False
+        self.entered = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.fail_enter:
+            raise RuntimeError("cannot enter: SECRET-SCOPE-DETAIL ann@example.com")
+        self.entered += 1
+        yield
+        if self.fail_exit:
+            raise RuntimeError("cannot leave: SECRET-SCOPE-DETAIL ann@example.com")
+
+
+def test_a_scope_failing_to_renew_stops_the_delivery_and_frees_the_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[str] = []
+
+    def first(bounce: Bounce) -> None:
+        if not ran:
+            ran.append("first failed")
+            raise RuntimeError("first delivery fails")
+        ran.append("first")
+
+    def second(bounce: Bounce) -> None:
+        ran.append("second")
+
+    scope = BrokenScope()
+    scope.fail_exit = True
+    store = MemoryStore()
+    app = make_app(store, first, second, scope=scope)
+    payload = postmark_bounce()
+    with caplog.at_level(logging.INFO, logger="bounce_middleware"):
+        assert post(app, payload).status_int == 500
+    # The dirty scope could not be left: nothing else ran in it, and the claim was freed.
+    assert ran == ["first failed"]
+    assert "the delivery scope failed on leaving (RuntimeError)" in caplog.text
+    assert "SECRET-SCOPE-DETAIL" not in caplog.text and "ann@example.com" not in caplog.text
+    scope.fail_exit = False
+    assert post(app, payload).status_int == 200  # not 503: the lease was released
+    assert ran == ["first failed", "first", "second"]
+
+
+def test_a_scope_failing_on_its_final_exit_keeps_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scope = BrokenScope()
+    scope.fail_exit = True
+    store = MemoryStore()
+    app = make_app(store, lambda bounce: None, scope=scope)
+    with caplog.at_level(logging.ERROR, logger="bounce_middleware"):
+        assert post(app, postmark_bounce()).status_int == 200
+    assert "the delivery scope failed on leaving (RuntimeError)" in caplog.text
+    [record] = store.records()
+    assert record.finished
+
+
+def test_a_scope_that_cannot_be_entered_is_a_retry_and_claims_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scope = BrokenScope()
+    scope.fail_enter = True
+    store = MemoryStore()
+    ran: list[Bounce] = []
+    app = make_app(store, ran.append, scope=scope)
+    with caplog.at_level(logging.ERROR, logger="bounce_middleware"):
+        assert post(app, postmark_bounce()).status_int == 500
+        assert post(app, REFUSED).status_int == 503  # a refused body cannot be kept either
+    assert ran == [] and store.records() == [] and store.records(rejected=True) == []
+    assert "the delivery scope could not be entered (RuntimeError)" in caplog.text
+    assert "SECRET-SCOPE-DETAIL" not in caplog.text
