@@ -6,20 +6,21 @@ from __future__ import annotations
 MAX_LOGGED_LENGTH = 200
 
 
-def loggable(value: object) -> str:
-    """``value`` as one safe log-line fragment: control characters escaped, length capped.
+def loggable(value: object, limit: int | None = MAX_LOGGED_LENGTH) -> str:
+    """``value`` as one safe log-line fragment: control characters escaped, length capped
+    at ``limit`` characters (None: not capped, for a terminal listing).
 
     Every value that came from a request (a Type, a record type, a key, a reason)
     goes through this before it is logged, so a CR/LF in a payload cannot forge a
     log line, and a terminal escape sequence cannot reach an operator's terminal.
     """
     text = value if type(value) is str else str(value)
-    if text.isprintable() and len(text) <= MAX_LOGGED_LENGTH:
+    if text.isprintable() and (limit is None or len(text) <= limit):
         return text  # the common case: nothing to do, nothing allocated
     suffix = ""
-    if len(text) > MAX_LOGGED_LENGTH:
+    if limit is not None and len(text) > limit:
         suffix = f"...({len(text)} characters)"
-        text = text[:MAX_LOGGED_LENGTH]
+        text = text[:limit]
     # isprintable() is False for C0/C1 controls, line/paragraph separators, format
     # characters and lone surrogates: all escaped as \\xNN, \\uNNNN or \\UNNNNNNNN.
     escaped = "".join(c if c.isprintable() else _escape(c) for c in text)

@@ -392,3 +392,15 @@ def test_python_dash_m_runs_the_command() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("bounce-middleware ")
+
+
+@pytest.mark.parametrize(
+    "url", ["htps://postmark:Top-Secret-Passw0rd@example.com/x", "postmark:Top-Secret-Passw0rd@x"]
+)
+def test_a_malformed_url_is_refused_without_echoing_its_password(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", url]) == 2
+    err = capsys.readouterr().err
+    assert "URL must look like" in err
+    assert "Top-Secret-Passw0rd" not in err

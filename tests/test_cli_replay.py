@@ -260,3 +260,15 @@ def test_an_app_module_that_fails_on_import_says_how(
     assert err.endswith(": RuntimeError: DATABASE_URL is not set\n")  # the type, not hidden
     assert err.count("\n") == 1
     sys.modules.pop("failing_app_for_cli_tests", None)
+
+
+def test_replay_escapes_control_characters_from_stored_payloads(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.broken.touch()
+    deliver(project, 500, type="Hard\x1b[31mBounce\r\nFORGED", email="ann\x07@example.com")
+    assert main(["replay", "--store", project.store_url, "--app", project.spec]) == 1
+    out = capsys.readouterr().out
+    assert "Hard\\x1b[31mBounce\\r\\nFORGED" in out
+    assert "ann\\x07@example.com" in out
+    assert not any(c in out for c in "\x1b\r\x07")

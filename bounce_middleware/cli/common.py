@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bounce_middleware.errors import ConfigurationError, StoreUnavailable
 from bounce_middleware.store import Store, open_store
+from bounce_middleware.text import loggable
 
 PROG = "bounce-middleware"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -73,8 +74,8 @@ def non_negative_int(text: str) -> int:
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters as ``?``: stored values come from webhook bodies."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    """``text`` with control characters escaped: stored values come from webhook bodies."""
+    return loggable(text, limit=None)
 
 
 def aware(moment: datetime) -> datetime:

@@ -140,13 +140,13 @@ def replay_event(
     middleware: BounceMiddleware, record: Record, *, dry_run: bool
 ) -> tuple[bool, str]:
     """Replay one stored event; return whether it is (or would be) finished, and a line."""
-    label = f"{record.key} {record.type} {printable(record.email)}"
+    label = f"{printable(record.key)} {printable(record.type)} {printable(record.email)}"
     if not record.body:
         return False, f"{label}: skipped, the store kept no body for it"
     try:
         parsed = middleware.provider.parse(record.body)
     except PayloadError as exc:
-        return False, f"{label}: skipped, its stored body does not parse: {exc.reason}"
+        return False, f"{label}: skipped, its stored body does not parse: {printable(exc.reason)}"
     if isinstance(parsed, Ignored) or parsed.key != record.key:
         return False, f"{label}: skipped, its stored body is not this event"
     pending = [
@@ -169,7 +169,7 @@ def replay_rejected(
     acknowledged record): a handler failing then leaves an ordinary unfinished
     event, which the next ``replay`` runs again.
     """
-    label = f"{record.key} (rejected {utc(record.received_at)})"
+    label = f"{printable(record.key)} (rejected {utc(record.received_at)})"
     provider = middleware.provider
     if record.provider != provider.name:
         return False, (
@@ -179,13 +179,13 @@ def replay_rejected(
     try:
         parsed = provider.parse(record.body)
     except PayloadError as exc:
-        return False, f"{label}: still refused: {exc.reason}"
+        return False, f"{label}: still refused: {printable(exc.reason)}"
     if isinstance(parsed, Ignored):
         what = f"now acknowledged as a {printable(parsed.record_type)} record, not dispatched"
         if dry_run:
             return True, f"{label}: would be {what}, and resolved"
         return _resolve(store, record, f"{label}: {what}")
-    event = f"{parsed.key} {parsed.type} {printable(parsed.email)}"
+    event = f"{printable(parsed.key)} {printable(parsed.type)} {printable(parsed.email)}"
     names = ", ".join(h.name for h in middleware.handlers if h.wants(parsed)) or "no handler"
     if dry_run:
         return True, f"{label}: parses now as {event}: would run {names}, and be resolved"

@@ -191,7 +191,9 @@ def parse_target(url: str, *, user: str | None, password: str | None) -> Target:
     """Split ``url``; options win over credentials in the URL, which win over the environment."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CommandError(f"URL must look like http://host/path or https://host/path, got {url!r}")
+        # Never echo the URL itself: it may carry the password (https://user:password@host/).
+        shown = f"a {parts.scheme}: URL" if parts.scheme else "no scheme"
+        raise CommandError(f"URL must look like http://host/path or https://host/path, got {shown}")
     try:
         port = parts.port
     except ValueError:
