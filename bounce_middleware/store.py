@@ -12,16 +12,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from .errors import ConfigurationError, StoreUnavailable
-from .model import Bounce, BounceKind, fold_address
+from .model import Bounce, BounceKind
 from .text import loggable
 
 # Longer than any sane handler run, shorter than Postmark's later retry gaps
@@ -214,164 +212,6 @@ def unavailable(where: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(message)
 
 
-class _MemoryEvent:
-    """MemoryStore's mutable bookkeeping for one event (a Record is built on demand)."""
-
-    __slots__ = ("bounce", "received_at", "attempts", "completed", "finished", "lease")
-
-    def __init__(self, bounce: Bounce) -> None:
-        self.bounce = bounce
-        self.received_at = datetime.now(UTC)
-        self.attempts = 0
-        self.completed: set[str] = set()
-        self.finished = False
-        self.lease: tuple[str, float] | None = None  # (token, monotonic expiry)
-
-    def record(self) -> Record:
-        bounce = self.bounce
-        # As a database store keeps them, so that every store lists the same record.
-        return Record(
-            key=storable(bounce.key),
-            provider=storable(bounce.provider),
-            email=storable(bounce.email),
-            kind=bounce.kind,
-            type=storable(bounce.type),
-            received_at=self.received_at,
-            finished=self.finished,
-            completed=frozenset(self.completed),
-            body=bounce.body,
-            attempts=self.attempts,
-        )
-
-
-class _MemoryRejection:
-    """MemoryStore's record of a rejected request."""
-
-    __slots__ = ("key", "provider", "body", "reason", "received_at", "resolved")
-
-    def __init__(self, key: str, provider: str, body: bytes, reason: str) -> None:
-        self.key = key
-        self.provider = provider
-        self.body = body
-        self.reason = reason
-        self.received_at = datetime.now(UTC)
-        self.resolved = False
-
-    def record(self) -> Record:
-        return Record(
-            key=self.key,
-            provider=self.provider,
-            email="",
-            kind=BounceKind.UNKNOWN,
-            type="",
-            received_at=self.received_at,
-            finished=self.resolved,
-            body=self.body,
-            reason=self.reason,
-        )
-
-
-class MemoryStore:
-    """A store in process memory, for tests and single-process experiments.
-
-    Thread-safe; forgets everything when the process exits.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: dict[str, _MemoryEvent] = {}
-        self._rejected: dict[str, _MemoryRejection] = {}
-
-    def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
-        """Record the event if new and try to take the right to run its handlers."""
-        key = bounce.key
-        now = time.monotonic()
-        with self._lock:
-            event = self._events.get(key)
-            if event is None:
-                event = self._events[key] = _MemoryEvent(bounce)
-                state = ClaimState.NEW
-            elif event.finished:
-                return Claim(key, ClaimState.DONE, frozenset(event.completed))
-            elif event.lease is not None and event.lease[1] > now:
-                return Claim(key, ClaimState.BUSY, frozenset(event.completed))
-            else:
-                state = ClaimState.RESUMED
-            token = new_token()
-            event.lease = (token, now + lease_seconds)
-            event.attempts += 1
-            return Claim(key, state, frozenset(event.completed), token)
-
-    def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
-        """Record that one handler finished this event; ``finished`` also ends the claim."""
-        with self._lock:
-            self._events[claim.key].completed.add(handler)
-            if finished:
-                self._release(claim, finished=True)
-
-    def release(self, claim: Claim, *, finished: bool) -> None:
-        """End a claim; ``finished`` when every wanted handler has completed."""
-        with self._lock:
-            self._release(claim, finished=finished)
-
-    def _release(self, claim: Claim, *, finished: bool) -> None:
-        # Called with the lock held.
-        event = self._events[claim.key]
-        if event.lease is not None and event.lease[0] == claim.token:
-            event.lease = None
-        if finished:
-            event.finished = True
-
-    def records(
-        self,
-        *,
-        kind: BounceKind | None = None,
-        email: str | None = None,
-        unfinished: bool = False,
-        rejected: bool = False,
-        limit: int | None = 100,
-    ) -> Sequence[Record]:
-        """Stored events (or rejected records), newest first, optionally filtered."""
-        folded = None if email is None else fold_address(storable(email))
-        with self._lock:
-            if rejected:
-                found = [
-                    r.record()
-                    for r in reversed(self._rejected.values())
-                    if kind in (None, BounceKind.UNKNOWN)
-                    and folded in (None, "")
-                    and not (unfinished and r.resolved)
-                ]
-            else:
-                found = [
-                    e.record()
-                    for e in reversed(self._events.values())
-                    if (kind is None or e.bounce.kind == kind)
-                    and (folded is None or fold_address(storable(e.bounce.email)) == folded)
-                    and not (unfinished and e.finished)
-                ]
-        return found if limit is None else found[: max(limit, 0)]
-
-    def reject(self, provider: str, body: bytes, reason: str) -> str:
-        """Keep an authenticated request refused with 400 (once per provider and body)."""
-        key = rejection_key(provider, body)
-        with self._lock:
-            self._rejected.setdefault(
-                key, _MemoryRejection(key, storable(provider), body, storable(reason))
-            )
-        return key
-
-    def resolve(self, key: str) -> None:
-        """Mark a rejected record replayed."""
-        with self._lock:
-            rejection = self._rejected.get(key)
-            if rejection is not None:
-                rejection.resolved = True
-
-    def close(self) -> None:
-        """Nothing to release; present so every shipped store can be closed alike."""
-
-
 def open_store(url: str) -> Store:
     """Open a store from a URL.
 
@@ -420,3 +260,7 @@ def _sqlite_options(query: str) -> dict[str, Any]:
                 "synchronous=NORMAL|FULL, mode=ro"
             )
     return options
+
+
+# MemoryStore lives in its own module; it stays importable from here, where it always was.
+from .memory_store import MemoryStore as MemoryStore  # noqa: E402
