@@ -7,8 +7,18 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from .model import Bounce, BounceKind, fold_address
-from .store import Claim, ClaimState, Record, new_token, rejection_key, storable
+from .model import Bounce, BounceKind
+from .store import (
+    Claim,
+    ClaimState,
+    Record,
+    address_key,
+    new_token,
+    rejected_record,
+    rejection_key,
+    rejections_can_match,
+    storable,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -57,14 +67,11 @@ class _MemoryRejection:
         self.resolved = False
 
     def record(self) -> Record:
-        return Record(
+        return rejected_record(
             key=self.key,
             provider=self.provider,
-            email="",
-            kind=BounceKind.UNKNOWN,
-            type="",
             received_at=self.received_at,
-            finished=self.resolved,
+            resolved=self.resolved,
             body=self.body,
             reason=self.reason,
         )
@@ -131,22 +138,20 @@ class MemoryStore:
         limit: int | None = 100,
     ) -> Sequence[Record]:
         """Stored events (or rejected records), newest first, optionally filtered."""
-        folded = None if email is None else fold_address(storable(email))
+        folded = None if email is None else address_key(email)
         with self._lock:
             if rejected:
                 found = [
                     r.record()
                     for r in reversed(self._rejected.values())
-                    if kind in (None, BounceKind.UNKNOWN)
-                    and folded in (None, "")
-                    and not (unfinished and r.resolved)
+                    if rejections_can_match(kind, email) and not (unfinished and r.resolved)
                 ]
             else:
                 found = [
                     e.record()
                     for e in reversed(self._events.values())
                     if (kind is None or e.bounce.kind == kind)
-                    and (folded is None or fold_address(storable(e.bounce.email)) == folded)
+                    and (folded is None or address_key(e.bounce.email) == folded)
                     and not (unfinished and e.finished)
                 ]
         return found if limit is None else found[: max(limit, 0)]

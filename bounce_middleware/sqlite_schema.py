@@ -14,10 +14,9 @@ import sqlite3
 from pathlib import Path
 
 from .errors import StoreUnavailable
-from .model import fold_address
-from .store import storable
+from .store import address_key
 
-__all__ = ["SCHEMA_VERSION", "address_key", "ensure_schema"]
+__all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: Version of the tables below. 2: ``email_key`` (Unicode-folded address) replaces
 #: ``email_lower`` (``str.lower()``: neither NFKC nor full folding), and rejected
@@ -76,17 +75,6 @@ _UPGRADE_1 = (
     _REJECTED,
     "UPDATE bounce_schema SET version = 2",
 )
-
-
-def address_key(address: str) -> str:
-    """The ``email_key`` of an address: what ``records(email=...)`` compares.
-
-    ``fold_address(storable(address))``, computed faster for the usual ASCII address
-    (on every claim): NFKC leaves ASCII as it is, and ``casefold()`` is ``lower()`` there.
-    """
-    if address.isascii():
-        return storable(address).lower()
-    return fold_address(storable(address))
 
 
 def ensure_schema(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> None:

@@ -54,8 +54,19 @@ from pathlib import Path
 from .errors import ConfigurationError
 from .model import Bounce, BounceKind
 from .sqlite_connections import SQLiteDatabase
-from .sqlite_schema import SCHEMA_VERSION, address_key
-from .store import Claim, ClaimState, Record, kind_of, new_token, rejection_key, storable
+from .sqlite_schema import SCHEMA_VERSION
+from .store import (
+    Claim,
+    ClaimState,
+    Record,
+    address_key,
+    kind_of,
+    new_token,
+    rejected_record,
+    rejection_key,
+    rejections_can_match,
+    storable,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -208,7 +219,7 @@ class SQLiteStore:
         """
         if rejected:
             # A rejected record has kind unknown and no address.
-            if kind not in (None, BounceKind.UNKNOWN) or (email is not None and address_key(email)):
+            if not rejections_can_match(kind, email):
                 return []
             return self._rejected(unfinished=unfinished, limit=limit)
         clauses: list[str] = []
@@ -277,14 +288,11 @@ class SQLiteStore:
         with self._transaction(write=False) as conn:
             rows = conn.execute(select, params).fetchall()
         return [
-            Record(
+            rejected_record(
                 key=key,
                 provider=provider,
-                email="",
-                kind=BounceKind.UNKNOWN,
-                type="",
                 received_at=datetime.fromisoformat(received_at),
-                finished=resolved_at is not None,
+                resolved=resolved_at is not None,
                 body=bytes(body),
                 reason=reason,
             )

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from .errors import ConfigurationError, StoreUnavailable
-from .model import Bounce, BounceKind
+from .model import Bounce, BounceKind, fold_address
 from .text import loggable
 
 # Longer than any sane handler run, shorter than Postmark's later retry gaps
@@ -172,6 +172,41 @@ def rejection_key(provider: str, body: bytes) -> str:
 def storable(text: str) -> str:
     """``text`` as every database can keep it: NUL (refused by PostgreSQL) as U+FFFD."""
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def address_key(address: str) -> str:
+    """The folded address a store keeps beside the address, and what ``records(email=...)``
+    compares: :func:`fold_address` of the :func:`storable` address.
+
+    Computed faster for the usual ASCII address (on every claim): NFKC leaves ASCII
+    as it is, and ``casefold()`` is ``lower()`` there.
+    """
+    if address.isascii():
+        return storable(address).lower()
+    return fold_address(storable(address))
+
+
+def rejections_can_match(kind: BounceKind | None, email: str | None) -> bool:
+    """Whether a ``records(rejected=True, kind=..., email=...)`` filter can match anything:
+    a rejected record has kind ``unknown`` and no address."""
+    return kind in (None, BounceKind.UNKNOWN) and (email is None or not address_key(email))
+
+
+def rejected_record(
+    *, key: str, provider: str, received_at: datetime, resolved: bool, body: bytes, reason: str
+) -> Record:
+    """The :class:`Record` of a rejected request, as every store lists it."""
+    return Record(
+        key=key,
+        provider=provider,
+        email="",
+        kind=BounceKind.UNKNOWN,
+        type="",
+        received_at=received_at,
+        finished=resolved,
+        body=body,
+        reason=reason,
+    )
 
 
 def kind_of(value: str) -> BounceKind:

@@ -26,9 +26,8 @@ from bounce_middleware import (
     open_store,
 )
 from bounce_middleware.model import fold_address
-from bounce_middleware.sqlite_schema import address_key
 from bounce_middleware.sqlite_store import SQLiteStore
-from bounce_middleware.store import storable
+from bounce_middleware.store import address_key, storable
 from tests.store_apps import (
     LEASE,
     make_bounce,

@@ -11,8 +11,8 @@ from django.db.models import Value
 from django.utils import timezone
 
 from bounce_middleware.errors import ConfigurationError
-from bounce_middleware.model import Bounce, BounceKind, fold_address
-from bounce_middleware.store import storable
+from bounce_middleware.model import Bounce, BounceKind
+from bounce_middleware.store import address_key, storable
 
 from .conf import get_state
 from .db import Folded, connection_scope
@@ -108,7 +108,7 @@ def add_notices(db: str, bounce: Bounce, user_ids: list[Any], *, prepared: bool 
     email = storable(bounce.email)
     common = {
         "email": email,
-        "email_key": fold_address(email),
+        "email_key": address_key(email),
         "event_key": storable(bounce.key),
         "kind": bounce.kind.value,
         "description": storable(bounce.description),

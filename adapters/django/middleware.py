@@ -23,8 +23,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from bounce_middleware.handlers import NOTICE_METHODS
-from bounce_middleware.model import fold_address
-from bounce_middleware.store import storable
+from bounce_middleware.store import address_key
 
 from .conf import DEFAULT_NOTICE_MESSAGE, DEFAULT_NOTICE_MESSAGE_NO_LINK, get_state
 from .models import BounceNotice
@@ -56,7 +55,7 @@ class BounceNoticeMiddleware:
         """Show the newest unseen notice for ``address`` and mark all of them shown."""
         pending = list(
             BounceNotice.objects.filter(
-                user_id=user_id, shown_at__isnull=True, email_key=fold_address(storable(address))
+                user_id=user_id, shown_at__isnull=True, email_key=address_key(address)
             ).values_list("pk", "email", "description")
         )
         if not pending:

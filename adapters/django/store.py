@@ -25,14 +25,17 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from bounce_middleware.errors import StoreUnavailable
-from bounce_middleware.model import Bounce, BounceKind, fold_address
+from bounce_middleware.model import Bounce, BounceKind
 from bounce_middleware.store import (
     Claim,
     ClaimState,
     Record,
+    address_key,
     kind_of,
     new_token,
+    rejected_record,
     rejection_key,
+    rejections_can_match,
     storable,
     unavailable,
 )
@@ -77,7 +80,7 @@ class DjangoStore:
             "key": key,
             "provider": storable(bounce.provider),
             "email": email,
-            "email_key": fold_address(email),
+            "email_key": address_key(email),
             "kind": bounce.kind.value,
             "type": storable(bounce.type),
             "description": storable(bounce.description),
@@ -181,7 +184,7 @@ class DjangoStore:
         if kind is not None:
             events = events.filter(kind=kind.value)
         if email is not None:
-            events = events.filter(email_key=fold_address(storable(email)))
+            events = events.filter(email_key=address_key(email))
         if unfinished:
             events = events.filter(finished=False)
         return _read(events, limit, _record)
@@ -190,7 +193,7 @@ class DjangoStore:
         self, kind: BounceKind | None, email: str | None, unfinished: bool, limit: int | None
     ) -> Sequence[Record]:
         # A rejected record has kind "unknown" and no address.
-        if kind not in (None, BounceKind.UNKNOWN) or (email is not None and fold_address(email)):
+        if not rejections_can_match(kind, email):
             return []
         rows = RejectedRequest.objects.using(self.using or router.db_for_read(RejectedRequest))
         if unfinished:
@@ -281,14 +284,11 @@ def _record(event: BounceEvent) -> Record:
 
 
 def _rejected_record(row: RejectedRequest) -> Record:
-    return Record(
+    return rejected_record(
         key=row.key,
         provider=row.provider,
-        email="",
-        kind=BounceKind.UNKNOWN,
-        type="",
         received_at=row.received_at,
-        finished=row.resolved,
+        resolved=row.resolved,
         body=bytes(row.body),
         reason=row.reason,
     )
