@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from webtest import TestApp
 
-from bounce_middleware import BounceKind, BounceMiddleware, Claim, ClaimState, ConfigurationError
+from bounce_middleware import (
+    BounceKind,
+    BounceMiddleware,
+    Claim,
+    ClaimState,
+    ConfigurationError,
+    StoreUnavailable,
+)
 from bounce_middleware.adapters.sqlalchemy import (
     DEFAULT_NOTICE,
     SQLAlchemyStore,
@@ -131,9 +139,34 @@ def test_all_notices_or_none(tmp_path: Path) -> None:
                 "WHEN NEW.user_id = '2' BEGIN SELECT RAISE(ABORT, 'no'); END"
             )
         )
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(StoreUnavailable, match="bounce user handler: IntegrityError"):
         UserBounceHandler(Account, "mail", bind=engine)(bounce(email="ann@x.com")[0])
     assert all_notices(engine) == []
+    engine.dispose()
+
+
+def test_a_database_failure_logs_no_address_nor_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(database_url("sqlite", tmp_path, None))
+    with engine.begin() as connection:
+        # A database fault on the notice insert (disk full, read-only file...).
+        connection.exec_driver_sql(
+            "CREATE TRIGGER boom BEFORE INSERT ON bounce_notices "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    store = SQLAlchemyStore(engine)
+    app = make_app(store, UserBounceHandler(Account, "mail", bind=engine))
+    payload = postmark_bounce(email="bob@example.com", Description="CONFIDENTIAL-DESCRIPTION")
+    with caplog.at_level(logging.DEBUG):
+        # A handler failure: 500, so the provider delivers the event again.
+        app.post_json("/hook", payload, headers=HEADERS, status=500)
+    assert "bounce user handler: IntegrityError (disk I/O error)" in caplog.text
+    # SQLAlchemy's message quotes the INSERT's parameters: never in the logs.
+    assert "bob@example.com" not in caplog.text
+    assert "CONFIDENTIAL" not in caplog.text
+    assert "[parameters:" not in caplog.text
+    assert not store.records()[0].finished
     engine.dispose()
 
 
@@ -203,7 +236,7 @@ def test_a_crash_before_the_commit_leaves_neither_notices_nor_completion(
 
 
 def test_a_failing_commit_on_postgresql_leaves_neither(
-    postgres: PostgresServer, tmp_path: Path
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = make_engine(database_url("postgresql", tmp_path, postgres))
     with engine.begin() as connection:
@@ -218,7 +251,11 @@ def test_a_failing_commit_on_postgresql_leaves_neither(
         )
     store = SQLAlchemyStore(engine)
     app = make_app(store, UserBounceHandler(Account, "mail", bind=engine))
-    deliver(app, "bob@example.com", status=500)
+    with caplog.at_level(logging.ERROR):
+        deliver(app, "bob@example.com", status=500)
+    # The commit's failure too is reported without the driver's message.
+    assert "bounce user handler: RaiseException" in caplog.text
+    assert "disk on fire" not in caplog.text
     assert all_notices(engine) == []
     [record] = store.records()
     assert record.completed == frozenset() and not record.finished

@@ -6,12 +6,13 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import DEFAULT_NOTIFY_KINDS, Delivery
 from bounce_middleware.model import Bounce, BounceKind, fold_address
-from bounce_middleware.store import storable
+from bounce_middleware.store import storable, unavailable
 
 from .sessions import UnitOfWork, dialect_of, insert_missing, session_factory, session_scope
 from .store import SQLAlchemyStore
@@ -87,10 +88,22 @@ class UserBounceHandler:
     def __call__(self, bounce: Bounce, delivery: Delivery | None = None) -> bool:
         """Record a notice for each user with this address (skipping ones recorded before).
 
-        Returns True when the completion was recorded in the same transaction.
+        Returns True when the completion was recorded in the same transaction. A
+        database error, the commit's included, is raised as
+        :class:`~bounce_middleware.errors.StoreUnavailable`, without the statement's
+        parameters: the middleware logs it and answers 500, so the provider retries.
         """
         if bounce.kind not in self.kinds or not bounce.email:
             return False
+        try:
+            return self._apply(bounce, delivery)
+        except sa_exc.SQLAlchemyError as exc:
+            # The driver's message quotes the statement's parameters (addresses, the
+            # bounce's description), and the core logs this exception with its traceback.
+            raise unavailable("bounce user handler", exc) from None
+
+    def _apply(self, bounce: Bounce, delivery: Delivery | None) -> bool:
+        # The whole unit of work, its commit included (a failed commit raises here).
         store = delivery.store if delivery is not None else None
         recorded = False
         with self.unit_of_work() as session:
