@@ -58,9 +58,11 @@ def session_factory(bind: Any) -> SessionFactory:
     raise ConfigurationError("expected an Engine, a sessionmaker or a callable returning a Session")
 
 
-def dialect_of(session: orm.Session) -> str:
-    """The name of the database dialect the session talks to (``sqlite``, ``postgresql``...)."""
-    return session.get_bind().dialect.name
+def dialect_of(session: orm.Session, model: type[Any] | None = None) -> str:
+    """The name of the dialect (``sqlite``, ``postgresql``...) the session uses for
+    ``model``'s table (default: the session's default bind)."""
+    mapper = sa.inspect(model) if model is not None else None
+    return session.get_bind(mapper=mapper).dialect.name
 
 
 def insert_missing(
@@ -77,7 +79,7 @@ def insert_missing(
     """
     if not rows:
         return 0
-    make = _ON_CONFLICT_INSERTS.get(dialect_of(session))
+    make = _ON_CONFLICT_INSERTS.get(dialect_of(session, model))
     if make is not None:
         statement = make(model).values(list(rows)).on_conflict_do_nothing(index_elements=unique)
         # An INSERT's rowcount is kept only when asked (SQLAlchemy 2.0.28+).
