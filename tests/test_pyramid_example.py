@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -180,6 +182,28 @@ def test_pserve_serves_the_pipeline(ini: Path) -> None:
     with closing(sqlite3.connect(ini.parent / "pyramid_app.sqlite3")) as db:
         rows = db.execute("SELECT user_id, email, shown_at FROM bounce_notices").fetchall()
     assert rows == [("1", "ann@example.com", None)]
+
+
+def pserve_commands(text: str) -> list[str]:
+    """Every ``pserve ...`` command in ``text``, its words joined by single spaces."""
+    words = re.sub(r"[`#]", " ", text).split()
+    commands = []
+    for i, word in enumerate(words):
+        if word == "pserve":
+            commands.append(" ".join(words[i : i + 3]))
+    return commands
+
+
+def test_every_documented_pserve_command_sets_the_port() -> None:
+    """The .ini fixes no port (``%(http_port)s``): ``pserve development.ini`` alone fails."""
+    module = ast.parse((EXAMPLE / "pyramid_app.py").read_text())
+    sources = {
+        "pyramid_app.py": ast.get_docstring(module) or "",
+        "README.md": (EXAMPLE / "README.md").read_text(),
+        "development.ini": (EXAMPLE / "development.ini").read_text(),
+    }
+    for name, text in sources.items():
+        assert pserve_commands(text) == ["pserve development.ini http_port=6543"], name
 
 
 def tool(name: str) -> Path:

@@ -1,13 +1,13 @@
 """A small Pyramid app showing bounce-middleware: users, login, an address page, the notice.
 
 Install it (``pip install -e examples/pyramid_app``) and run ``pserve
-development.ini`` from its directory; the ``.ini`` pipeline puts the
-``egg:bounce-middleware#bounce`` filter in front of the app (found as
-``egg:bounce-pyramid-example``), and
+development.ini http_port=6543`` (any free port: the ``.ini`` fixes none) from
+its directory. The ``.ini`` pipeline puts the ``egg:bounce-middleware#bounce``
+filter in front of the app (found as ``egg:bounce-pyramid-example``), and
 ``config.include("bounce_middleware.adapters.pyramid")`` reads the ``bounce.*``
-settings. Database sessions follow Pyramid's SQLAlchemy
-cookiecutter: one ``sessionmaker`` in ``registry["dbsession_factory"]``, a
-``request.dbsession`` joined to ``pyramid_tm``'s transaction.
+settings. Database sessions follow Pyramid's SQLAlchemy cookiecutter: one
+``sessionmaker`` in ``registry["dbsession_factory"]``, a ``request.dbsession``
+joined to ``pyramid_tm``'s transaction.
 """
 
 from __future__ import annotations
