@@ -49,10 +49,20 @@ def transaction_scope(
     is independent of any request's ``request.tm``.
     """
     tm = manager if manager is not None else transaction.TransactionManager(explicit=True)
-    with tm:
-        session = session_factory()
-        zope.sqlalchemy.register(session, transaction_manager=tm)
-        yield session
+    session = session_factory()
+    try:
+        with tm:
+            # keep_session: closing it is left to us. zope.sqlalchemy would close it
+            # after a failed COMMIT without a rollback, and SQLAlchemy, counting the
+            # transaction as ended, returns the connection to the pool without its
+            # reset: on SQLite that connection kept the database's write lock.
+            zope.sqlalchemy.register(session, transaction_manager=tm, keep_session=True)
+            yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def identity_user(
