@@ -523,7 +523,8 @@ def test_without_user_model_no_store_and_no_notice() -> None:
     middleware = wrap(router)
     assert middleware.store is None
     assert [h.name for h in middleware.handlers] == ["remember"]
-    assert router.registry[REGISTRY_KEY].notice is None
+    state = router.registry[REGISTRY_KEY]
+    assert state.notice is False and state.user_handler is None
 
 
 def test_wrap_needs_the_include() -> None:

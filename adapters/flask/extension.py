@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 import sqlalchemy as sa
-from sqlalchemy import orm
 
 from bounce_middleware.adapters.sqlalchemy import (
     DEFAULT_NOTICE,
@@ -56,12 +55,18 @@ _RENAMED_KEYS = {"BOUNCE_USER_LOADER": "BOUNCE_USER_LOOKUP"}
 
 @dataclass
 class BounceState:
-    """What :meth:`BounceExtension.init_app` set up for one app (``app.extensions``)."""
+    """What :meth:`BounceExtension.init_app` set up for one app (``app.extensions``).
+
+    The same field names as Pyramid's ``BounceState``: ``middleware``,
+    ``user_handler``, ``user_lookup`` (None: Flask-Login's ``current_user``),
+    ``notice`` (whether the one-time flash is on), ``notice_message``,
+    ``notice_category``.
+    """
 
     middleware: BounceMiddleware
     user_handler: UserBounceHandler | None
-    notice_sessions: Callable[[], orm.Session] | None
     user_lookup: UserLookup | None
+    notice: bool
     notice_message: str
     notice_category: str
 
@@ -160,11 +165,8 @@ class BounceExtension:
         _check_template(notice_message)
 
         user_handler = None
-        notice_sessions = None
         if self.db is not None:
-            engine = _engine(self.db, app)
-            options.setdefault("store", SQLAlchemyStore(engine))
-            notice_sessions = orm.sessionmaker(bind=engine)
+            options.setdefault("store", SQLAlchemyStore(_engine(self.db, app)))
             if self.user_model is not None:
                 # A session of its own (the app's session class and binds), not the
                 # scoped db.session: another handler of the same delivery may have left
@@ -193,8 +195,8 @@ class BounceExtension:
         state = BounceState(
             middleware=middleware,
             user_handler=user_handler,
-            notice_sessions=notice_sessions,
             user_lookup=user_lookup,
+            notice=notice,
             notice_message=notice_message,
             notice_category=notice_category,
         )

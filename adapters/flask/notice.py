@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import flask
 
-from bounce_middleware.adapters.sqlalchemy import session_scope, take_notice
+from bounce_middleware.adapters.sqlalchemy import take_notice
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import NOTICE_METHODS
 
@@ -52,13 +52,13 @@ def flash_notice(state: BounceState) -> None:
     request = flask.request
     if request.method not in NOTICE_METHODS or request.endpoint == "static":
         return
-    if state.notice_sessions is None:
-        return
     user = current_user(state)
     if user is None:
         return
     user_id, email = user
-    sessions = state.notice_sessions
-    text = take_notice(lambda: session_scope(sessions), user_id, email, state.notice_message)
+    assert state.user_handler is not None  # the notice is on only with a user handler
+    # The user handler's own unit of work: a session of the app's session class
+    # (its binds), never the request's db.session, which the view may still use.
+    text = take_notice(state.user_handler.unit_of_work, user_id, email, state.notice_message)
     if text is not None:
         flask.flash(text, state.notice_category)

@@ -38,7 +38,6 @@ from .config import BounceState, includeme
 from .config import add_bounce_handler as add_bounce_handler
 from .config import settings_keys as settings_keys
 from .notice import REGISTRY_KEY as REGISTRY_KEY
-from .notice import FlashNotice as FlashNotice
 from .notice import identity_user as identity_user
 from .notice import notice_tween_factory as notice_tween_factory
 from .notice import transaction_scope

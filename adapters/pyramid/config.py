@@ -11,6 +11,7 @@ import pyramid.interfaces
 import pyramid.tweens
 
 from bounce_middleware.adapters.sqlalchemy import DEFAULT_NOTICE, SQLAlchemyStore, UserBounceHandler
+from bounce_middleware.adapters.sqlalchemy.sessions import SessionFactory
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import DEFAULT_NOTIFY_KINDS, Handler, HandlerFunc, make_handler
 from bounce_middleware.middleware import BounceMiddleware
@@ -24,14 +25,7 @@ from bounce_middleware.settings import (
 )
 from bounce_middleware.store import Store
 
-from .notice import (
-    DEFAULT_NOTICE_CATEGORY,
-    REGISTRY_KEY,
-    FlashNotice,
-    SessionFactory,
-    default_user_lookup,
-    transaction_scope,
-)
+from .notice import DEFAULT_NOTICE_CATEGORY, REGISTRY_KEY, UserLookup, transaction_scope
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -88,16 +82,42 @@ def settings_keys(config: Any) -> dict[str, Converter]:
 
 @dataclass
 class BounceState:
-    """One application's bounce configuration, kept at ``registry["bounce_middleware"]``."""
+    """One application's bounce configuration, kept at ``registry["bounce_middleware"]``.
 
-    options: dict[str, Any]
+    The fields Flask's ``BounceState`` has too, under the same names:
+    ``middleware`` (here the one :meth:`wrap` built last, None before),
+    ``user_handler``, ``user_lookup`` (None: ``request.identity``),
+    ``notice`` (whether the one-time flash is on), ``notice_message`` and
+    ``notice_category``. Filled in at commit, once every include has run.
+    """
+
+    #: ``BounceMiddleware``'s keyword arguments read from the settings.
+    middleware_options: dict[str, Any]
     handlers: list[Handler] = field(default_factory=list)
     store: Store | None = None
-    notice: FlashNotice | None = None
+    middleware: BounceMiddleware | None = None
+    user_handler: UserBounceHandler | None = None
+    user_lookup: UserLookup | None = None
+    notice: bool = False
+    notice_message: str = DEFAULT_NOTICE
+    notice_category: str = DEFAULT_NOTICE_CATEGORY
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Deprecated: ``middleware_options``, its name before version 0.2."""
+        warnings.warn(
+            "BounceState.options is now BounceState.middleware_options",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.middleware_options
 
     def wrap(self, app: WSGIApplication) -> BounceMiddleware:
         """``app`` inside a :class:`BounceMiddleware` with this configuration."""
-        return BounceMiddleware(app, handlers=self.handlers, store=self.store, **self.options)
+        self.middleware = BounceMiddleware(
+            app, handlers=self.handlers, store=self.store, **self.middleware_options
+        )
+        return self.middleware
 
 
 def includeme(config: Any) -> None:
@@ -238,15 +258,15 @@ def _finish(
         def unit_of_work() -> Any:
             return transaction_scope(bound)
 
-        email_attribute = adapter.get("email_attribute", "email")
-        user_store = UserBounceHandler(
+        user_handler = UserBounceHandler(
             user_model,
-            email_attribute,
+            adapter.get("email_attribute", "email"),
             unit_of_work=unit_of_work,
             kinds=adapter.get("notify_kinds", DEFAULT_NOTIFY_KINDS),
             id_attribute=adapter.get("id_attribute"),
         )
-        handlers.append(make_handler(user_store, kinds=user_store.kinds))
+        handlers.append(make_handler(user_handler, kinds=user_handler.kinds))
+        state.user_handler = user_handler
         if store is None:
             store = "sqlalchemy"
         if adapter.get("notice", True):
@@ -255,13 +275,10 @@ def _finish(
                     "the bounce notice is flashed through request.session: call "
                     "config.set_session_factory(...), or set bounce.notice = false"
                 )
-            state.notice = FlashNotice(
-                unit_of_work=unit_of_work,
-                user_lookup=adapter.get("user_lookup")
-                or default_user_lookup(user_model, email_attribute, adapter.get("id_attribute")),
-                message=adapter.get("notice_message", DEFAULT_NOTICE),
-                category=adapter.get("notice_category", DEFAULT_NOTICE_CATEGORY),
-            )
+            state.notice = True
+    state.user_lookup = adapter.get("user_lookup")
+    state.notice_message = adapter.get("notice_message", DEFAULT_NOTICE)
+    state.notice_category = adapter.get("notice_category", DEFAULT_NOTICE_CATEGORY)
     if store == "sqlalchemy":
         assert factory is not None
         store = SQLAlchemyStore(factory)

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 import transaction
 import zope.sqlalchemy
 from sqlalchemy import orm
 
-from bounce_middleware.adapters.sqlalchemy import DEFAULT_NOTICE, UnitOfWork, take_notice
+from bounce_middleware.adapters.sqlalchemy import take_notice
+from bounce_middleware.adapters.sqlalchemy.sessions import SessionFactory
 from bounce_middleware.handlers import NOTICE_METHODS
+
+if TYPE_CHECKING:
+    from .config import BounceState
 
 __all__ = [
     "DEFAULT_NOTICE_CATEGORY",
-    "FlashNotice",
-    "SessionFactory",
     "UserLookup",
-    "default_user_lookup",
+    "current_user",
+    "flash_notice",
     "identity_user",
     "notice_tween_factory",
     "transaction_scope",
@@ -31,7 +32,6 @@ REGISTRY_KEY = "bounce_middleware"
 #: Pyramid's default flash queue, the one ``request.session.pop_flash()`` reads.
 DEFAULT_NOTICE_CATEGORY = ""
 
-SessionFactory = Callable[[], orm.Session]
 #: ``(request) -> (user id, current address)``, or None for an anonymous request.
 UserLookup = Callable[[Any], tuple[object, str] | None]
 
@@ -68,7 +68,7 @@ def transaction_scope(
 def identity_user(
     request: Any, *, id_attribute: str, email_attribute: str
 ) -> tuple[object, str] | None:
-    """The default user lookup: ``request.identity``'s id and address, or None if anonymous."""
+    """``request.identity``'s id and address, or None if anonymous (or not a user)."""
     identity = request.identity
     if identity is None:
         return None
@@ -79,63 +79,51 @@ def identity_user(
     return user_id, email
 
 
-def default_user_lookup(
-    user_model: type[Any], email_attribute: str, id_attribute: str | None
-) -> UserLookup:
-    """``identity_user`` for ``user_model``: its id attribute defaults to the primary key."""
-    if id_attribute is None:
-        mapper = sa.inspect(user_model)
-        id_attribute = mapper.get_property_by_column(mapper.primary_key[0]).key
-    id_name: str = id_attribute
+def current_user(state: BounceState, request: Any) -> tuple[object, str] | None:
+    """``(user id, current address)`` of the request's user, or None when anonymous.
 
-    def lookup(request: Any) -> tuple[object, str] | None:
-        return identity_user(request, id_attribute=id_name, email_attribute=email_attribute)
+    ``state.user_lookup`` when set; by default ``request.identity``, read with the
+    user handler's ``id_attribute`` and ``email_attribute``.
+    """
+    if state.user_lookup is not None:
+        return state.user_lookup(request)
+    handler = state.user_handler
+    assert handler is not None  # the notice is on only with a user handler
+    return identity_user(
+        request, id_attribute=handler.id_attribute, email_attribute=handler.email_attribute
+    )
 
-    return lookup
 
+def flash_notice(state: BounceState, request: Any) -> bool:
+    """Flash the pending notice of the request's user, once; True when flashed.
 
-@dataclass
-class FlashNotice:
-    """Shows a user's pending bounce notice once, through ``request.session.flash``."""
-
-    unit_of_work: UnitOfWork
-    user_lookup: UserLookup
-    message: str = DEFAULT_NOTICE
-    #: The flash queue.
-    category: str = DEFAULT_NOTICE_CATEGORY
-
-    def show(self, request: Any) -> bool:
-        """Flash the pending notice for the request's user, if any; True when flashed.
-
-        Only on GET requests (the core's ``NOTICE_METHODS``, as in every adapter):
-        a HEAD response has no body to show it in, and a POST may be the very
-        form that changes the address.
-        """
-        if request.method not in NOTICE_METHODS:
-            return False
-        user = self.user_lookup(request)
-        if user is None:
-            return False
-        user_id, email = user
-        # Committed through `transaction`: zope.sqlalchemy sees the ORM UPDATE that
-        # marks it shown, so the commit keeps it.
-        text = take_notice(self.unit_of_work, user_id, email, self.message)
-        if text is None:
-            return False
-        request.session.flash(text, self.category)
-        return True
+    Only on GET requests (the core's ``NOTICE_METHODS``, as in every adapter):
+    a HEAD response has no body to show it in, and a POST may be the very
+    form that changes the address.
+    """
+    if request.method not in NOTICE_METHODS or state.user_handler is None:
+        return False
+    user = current_user(state, request)
+    if user is None:
+        return False
+    user_id, email = user
+    # The user handler's unit of work commits through `transaction`: zope.sqlalchemy
+    # sees the ORM UPDATE that marks the notice shown, so the commit keeps it.
+    text = take_notice(state.user_handler.unit_of_work, user_id, email, state.notice_message)
+    if text is None:
+        return False
+    request.session.flash(text, state.notice_category)
+    return True
 
 
 def notice_tween_factory(handler: Callable[[Any], Any], registry: Any) -> Callable[[Any], Any]:
     """The tween that flashes a user's pending bounce notice once, before the view runs."""
-    state = registry.get(REGISTRY_KEY)
-    notice: FlashNotice | None = getattr(state, "notice", None)
-    if notice is None:
+    state: BounceState | None = registry.get(REGISTRY_KEY)
+    if state is None or not state.notice:
         return handler
-    show = notice.show
 
     def bounce_notice_tween(request: Any) -> Any:
-        show(request)
+        flash_notice(state, request)
         return handler(request)
 
     return bounce_notice_tween
