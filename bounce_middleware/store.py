@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
@@ -207,6 +207,11 @@ def rejected_record(
         body=body,
         reason=reason,
     )
+
+
+def aware(moment: datetime) -> datetime:
+    """A timestamp read back from a database, aware: naive ones were stored in UTC (SQLite)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def kind_of(value: str) -> BounceKind:

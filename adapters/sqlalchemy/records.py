@@ -5,10 +5,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from bounce_middleware.model import BounceKind, fold_address
-from bounce_middleware.store import Record, kind_of, storable
+from bounce_middleware.model import BounceKind
+from bounce_middleware.store import (
+    Record,
+    address_key,
+    aware,
+    kind_of,
+    rejected_record,
+    rejections_can_match,
+)
 
-from .tables import BounceEvent, CompletedHandler, Rejection, aware
+from .tables import BounceEvent, CompletedHandler, Rejection
 
 __all__ = ["event_records", "rejected_records"]
 
@@ -25,7 +32,7 @@ def event_records(
     if kind is not None:
         query = query.where(BounceEvent.kind == BounceKind(kind).value)
     if email is not None:
-        query = query.where(BounceEvent.email_key == fold_address(storable(email)))
+        query = query.where(BounceEvent.email_key == address_key(email))
     if unfinished:
         query = query.where(BounceEvent.finished.is_(False))
     query = query.order_by(BounceEvent.id.desc()).limit(_limit(limit))
@@ -64,22 +71,18 @@ def rejected_records(
     limit: int | None,
 ) -> list[Record]:
     """Rejected requests, newest first, as ``Store.records(rejected=True)`` lists them."""
-    # A rejected record has no kind (unknown) and no address: other filters match none.
-    if kind not in (None, BounceKind.UNKNOWN) or (email is not None and fold_address(email)):
+    if not rejections_can_match(kind, email):
         return []
     query = sa.select(Rejection).options(orm.undefer(Rejection.body))
     if unfinished:
         query = query.where(Rejection.resolved.is_(False))
     query = query.order_by(Rejection.id.desc()).limit(_limit(limit))
     return [
-        Record(
+        rejected_record(
             key=r.key,
             provider=r.provider,
-            email="",
-            kind=BounceKind.UNKNOWN,
-            type="",
             received_at=aware(r.received_at),
-            finished=r.resolved,
+            resolved=r.resolved,
             body=r.body,
             reason=r.reason,
         )

@@ -160,8 +160,3 @@ def create_all(bind: sa.Engine | sa.Connection) -> None:
 def now() -> datetime:
     """The current time, aware, in UTC: what every timestamp column holds."""
     return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """A timestamp read back from the database, aware (SQLite returns naive UTC)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bounce_middleware.errors import ConfigurationError, StoreUnavailable
-from bounce_middleware.store import Store, open_store
+from bounce_middleware.store import Store, aware, open_store
 from bounce_middleware.text import loggable
 
 PROG = "bounce-middleware"
@@ -76,11 +76,6 @@ def non_negative_int(text: str) -> int:
 def printable(text: str) -> str:
     """``text`` with control characters escaped: stored values come from webhook bodies."""
     return loggable(text, limit=None)
-
-
-def aware(moment: datetime) -> datetime:
-    """``moment`` with UTC assumed when a store gave it without a time zone."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def utc(moment: datetime) -> str:

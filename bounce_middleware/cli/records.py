@@ -9,12 +9,11 @@ from typing import Any
 
 from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import BounceKind
-from bounce_middleware.store import Record, Store
+from bounce_middleware.store import Record, Store, aware
 
 from .common import (
     EXIT_OK,
     CommandError,
-    aware,
     close_store,
     non_negative_int,
     open_existing_store,
