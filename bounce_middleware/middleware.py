@@ -113,6 +113,8 @@ class BounceMiddleware:
         self.auth = BasicAuth(entries)
         for warning in credential_warnings(entries):
             logger.warning("bounce-middleware configuration: %s", warning)
+        if store is not None:
+            _check_store(store)
         self.store = store
         self.provider: Provider = provider if provider is not None else PostmarkProvider()
         self.max_body_size = max_body_size
@@ -332,6 +334,22 @@ class BounceMiddleware:
                 bounce.kind.value,
             )
         return ACCEPTED
+
+
+#: The methods of the Store protocol; ``reject`` and ``resolve`` are new in 0.2.
+_STORE_METHODS = ("claim", "complete", "release", "records", "reject", "resolve")
+
+
+def _check_store(store: object) -> None:
+    # At construction, not at the first refused request: a store written for 0.1 has
+    # no reject(), and failing then would answer 500 and drop what should be kept.
+    missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"store {type(store).__name__} lacks {', '.join(missing)} of the Store protocol "
+            "(reject and resolve keep refused requests for replay; see the README's "
+            "'A store of your own')"
+        )
 
 
 def _log_store_failure(key: str, exc: StoreUnavailable) -> None:

@@ -25,6 +25,7 @@ from bounce_middleware import (
     Bounce,
     BounceMiddleware,
     Claim,
+    ConfigurationError,
     Delivery,
     MemoryStore,
     StoreUnavailable,
@@ -448,3 +449,28 @@ def test_a_scope_that_cannot_be_entered_is_a_retry_and_claims_nothing(
     assert ran == [] and store.records() == [] and store.records(rejected=True) == []
     assert "the delivery scope could not be entered (RuntimeError)" in caplog.text
     assert "SECRET-SCOPE-DETAIL" not in caplog.text
+
+
+def test_a_store_without_the_02_methods_is_refused_at_construction() -> None:
+    class StoreFrom01:
+        """A custom store written for 0.1: no reject(), no resolve()."""
+
+        def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
+            raise NotImplementedError
+
+        def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
+            raise NotImplementedError
+
+        def release(self, claim: Claim, *, finished: bool) -> None:
+            raise NotImplementedError
+
+        def records(self, **filters: Any) -> list[Any]:
+            return []
+
+    with pytest.raises(ConfigurationError, match="StoreFrom01 lacks reject, resolve"):
+        BounceMiddleware(
+            downstream,
+            path=PATH,
+            credentials=[f"{USER}:{PASSWORD}"],
+            store=StoreFrom01(),  # type: ignore[arg-type]
+        )
