@@ -8,8 +8,6 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .answer import (
-    ACCEPTED,
-    ALREADY_PROCESSED,
     HANDLER_FAILED,
     METHOD_NOT_ALLOWED,
     UNREADABLE_BODY,
@@ -17,21 +15,18 @@ from .answer import (
 )
 from .auth import BasicAuth, credential_list, credential_warnings
 from .body import BodyTooLarge, BodyUnreadable, read_body
+from .delivery import deliver
 from .errors import ConfigurationError, PayloadError, StoreUnavailable
 from .handlers import (
-    FAILED,
-    SUCCEEDED,
     Handler,
     HandlerFunc,
     TransactionalHandlerFunc,
     make_handler,
-    record_completion,
-    run_handler,
 )
 from .model import Bounce, BounceKind
 from .providers import Ignored, PostmarkProvider, Provider
 from .scope import DeliveryScope
-from .store import DEFAULT_LEASE_SECONDS, Claim, ClaimState, Store
+from .store import DEFAULT_LEASE_SECONDS, Store, check_store
 from .text import loggable
 
 if TYPE_CHECKING:
@@ -114,7 +109,7 @@ class BounceMiddleware:
         for warning in credential_warnings(entries):
             logger.warning("bounce-middleware configuration: %s", warning)
         if store is not None:
-            _check_store(store)
+            check_store(store)
         self.store = store
         self.provider: Provider = provider if provider is not None else PostmarkProvider()
         self.max_body_size = max_body_size
@@ -254,105 +249,15 @@ class BounceMiddleware:
         if not scope.enter():
             return HANDLER_FAILED
         try:
-            return self._dispatch(bounce, scope)
+            return deliver(
+                bounce,
+                self.handlers,
+                self.store,
+                scope,
+                lease_seconds=self.lease_seconds,
+                unavailable=self._store_unavailable,
+                busy=self._busy,
+            )
         finally:
             # Whatever the scope's exit does, the answer stands: the store has it recorded.
             scope.close()
-
-    def _dispatch(self, bounce: Bounce, scope: DeliveryScope) -> Answer:
-        wanted = [h for h in self.handlers if h.wants(bounce)]
-        store = self.store
-        if store is None:
-            failed_names = []
-            for handler in wanted:
-                if run_handler(handler, bounce, None, None, False) == FAILED:
-                    failed_names.append(handler.name)
-                    if not scope.renew():
-                        break
-            return self._answer(bounce, failed_names)
-        try:
-            claim = store.claim(bounce, lease_seconds=self.lease_seconds)
-        except StoreUnavailable as exc:
-            _log_store_failure(bounce.key, exc)
-            return self._store_unavailable
-        if claim.state is ClaimState.DONE:
-            logger.info("bounce %s already processed -> 200", loggable(bounce.key))
-            return ALREADY_PROCESSED
-        if claim.state is ClaimState.BUSY:
-            logger.info(
-                "bounce %s is being processed by another delivery -> 503", loggable(bounce.key)
-            )
-            return self._busy
-        pending = [h for h in wanted if h.name not in claim.completed]
-        failed: list[str] = []
-        try:
-            for handler in pending:
-                # The success that finishes the event also ends the claim, in one write.
-                finishes = not failed and handler is pending[-1]
-                outcome = run_handler(handler, bounce, store, claim, finishes)
-                if outcome == FAILED:
-                    failed.append(handler.name)
-                    if not scope.renew():
-                        break  # the rest waits for the redelivery, in a sound scope
-                elif outcome == SUCCEEDED:
-                    record_completion(store, claim, handler.name, finished=finishes)
-                # else RECORDED: a transactional handler recorded its own completion.
-            if failed or not pending:
-                store.release(claim, finished=not failed)
-        except StoreUnavailable as exc:
-            _log_store_failure(bounce.key, exc)
-            self._release_unfinished(claim)
-            return self._store_unavailable
-        return self._answer(bounce, failed)
-
-    def _release_unfinished(self, claim: Claim) -> None:
-        # Best effort after a store failure: otherwise the lease simply expires.
-        assert self.store is not None
-        try:
-            self.store.release(claim, finished=False)
-        except StoreUnavailable as exc:
-            logger.error(
-                "bounce %s: could not release its claim: %s", loggable(claim.key), loggable(exc)
-            )
-
-    @staticmethod
-    def _answer(bounce: Bounce, failed: list[str]) -> Answer:
-        if failed:
-            logger.error(
-                "bounce %s type=%s kind=%s: %d handler(s) failed -> 500",
-                loggable(bounce.key),
-                loggable(bounce.type),
-                bounce.kind.value,
-                len(failed),
-            )
-            return HANDLER_FAILED
-        if logger.isEnabledFor(logging.INFO):  # skips escaping when nobody listens
-            logger.info(
-                "bounce %s type=%s kind=%s accepted -> 200",
-                loggable(bounce.key),
-                loggable(bounce.type),
-                bounce.kind.value,
-            )
-        return ACCEPTED
-
-
-#: The methods of the Store protocol; ``reject`` and ``resolve`` are new in 0.2.
-_STORE_METHODS = ("claim", "complete", "release", "records", "reject", "resolve")
-
-
-def _check_store(store: object) -> None:
-    # At construction, not at the first refused request: a store written for 0.1 has
-    # no reject(), and failing then would answer 500 and drop what should be kept.
-    missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
-    if missing:
-        raise ConfigurationError(
-            f"store {type(store).__name__} lacks {', '.join(missing)} of the Store protocol "
-            "(reject and resolve keep refused requests for replay; see the README's "
-            "'A store of your own')"
-        )
-
-
-def _log_store_failure(key: str, exc: StoreUnavailable) -> None:
-    # The store's own message, without the traceback: a database driver's chained
-    # error may quote the statement's parameters (addresses, the body).
-    logger.error("bounce %s: store unavailable (%s) -> 503", loggable(key), loggable(exc))

@@ -15,8 +15,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
-from urllib.parse import parse_qsl
+from typing import Protocol, runtime_checkable
 
 from .errors import ConfigurationError, StoreUnavailable
 from .model import Bounce, BounceKind, fold_address
@@ -252,55 +251,26 @@ def unavailable(where: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(message)
 
 
-def open_store(url: str) -> Store:
-    """Open a store from a URL.
+#: The methods of the Store protocol; ``reject`` and ``resolve`` are new in 0.2.
+STORE_METHODS = ("claim", "complete", "release", "records", "reject", "resolve")
 
-    ``memory://``, or SQLAlchemy's SQLite convention: ``sqlite:///relative.sqlite3``
-    (resolved against the current directory), ``sqlite:////absolute.sqlite3``.
-    A SQLite URL may carry :class:`~bounce_middleware.sqlite_store.SQLiteStore`
-    options as a query: ``?timeout=2`` (seconds to wait for a lock),
-    ``?synchronous=FULL``, ``?mode=ro`` (read-only, for listing).
+
+def check_store(store: object) -> None:
+    """Raise :class:`ConfigurationError` naming the protocol methods ``store`` lacks.
+
+    The middleware calls it when built: a store written for 0.1 has no
+    ``reject()``, and finding out at the first refused request would answer 500
+    and drop what should be kept.
     """
-    if url in ("memory:", "memory://"):
-        return MemoryStore()
-    if url.startswith("sqlite:///"):
-        from .sqlite_store import SQLiteStore
-
-        path, _, query = url[len("sqlite:///") :].partition("?")
-        if not path:
-            raise ConfigurationError("store URL sqlite:/// needs a file path after the third slash")
-        options = _sqlite_options(query)
-        return SQLiteStore(path, **options)
-    raise ConfigurationError(
-        f"unsupported store URL {url.split(':', 1)[0]!r}: use memory:// or sqlite:///path"
-    )
+    missing = [name for name in STORE_METHODS if not callable(getattr(store, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"store {type(store).__name__} lacks {', '.join(missing)} of the Store protocol "
+            "(reject and resolve keep refused requests for replay; see the README's "
+            "'A store of your own')"
+        )
 
 
-def _sqlite_options(query: str) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ConfigurationError(f"store URL query {query!r} is malformed") from None
-    for name, value in pairs:
-        if name == "timeout":
-            try:
-                options["timeout"] = float(value)
-            except ValueError:
-                raise ConfigurationError(
-                    f"store URL option timeout={value!r} is not a number of seconds"
-                ) from None
-        elif name == "synchronous":
-            options["synchronous"] = value
-        elif name == "mode" and value in ("ro", "rwc"):
-            options["read_only"] = value == "ro"
-        else:
-            raise ConfigurationError(
-                f"unknown store URL option {name}={value!r}; known: timeout=SECONDS, "
-                "synchronous=NORMAL|FULL, mode=ro"
-            )
-    return options
-
-
-# MemoryStore lives in its own module; it stays importable from here, where it always was.
+# MemoryStore and open_store live in their own modules; both stay importable from here.
 from .memory_store import MemoryStore as MemoryStore  # noqa: E402
+from .store_urls import open_store as open_store  # noqa: E402
