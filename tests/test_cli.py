@@ -341,8 +341,9 @@ def test_send_to_a_path_the_middleware_does_not_answer_prints_the_status_and_one
     assert shown == status
     assert advice in line
     if not path.startswith("/moved"):
-        assert line.startswith("not bounce-middleware's answer: it answers only its exact")
-        assert f"answered {path} instead" in line
+        assert line.startswith("not bounce-middleware's answer: the application (or a proxy)")
+        assert f"answered the POST to {path} itself" in line
+        assert "answers only its exact configured path" in line
 
 
 def test_send_to_the_right_path_of_the_same_site_still_prints_the_answer(

@@ -182,8 +182,8 @@ def advice(reply: Reply, route: str) -> str:
             "middleware is configured with"
         )
     return (
-        "not bounce-middleware's answer: it answers only its exact configured path, and the "
-        f"application (or a proxy) answered {shown} instead ({hint})"
+        f"not bounce-middleware's answer: the application (or a proxy) answered the POST to "
+        f"{shown} itself; the middleware answers only its exact configured path ({hint})"
     )
 
 
