@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
+from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import Bounce, BounceKind, fold_address
 from bounce_middleware.store import (
     Claim,
@@ -45,7 +46,8 @@ class SQLAlchemyStore:
 
     :meth:`complete` takes ``session=``: a handler that writes to the same
     database records its completion in its own transaction, so that both
-    commit together or not at all (see :meth:`writes_through`).
+    commit together or not at all (see :meth:`writes_through`), and only while
+    its delivery still holds the event's lease.
     """
 
     def __init__(self, bind: sa.Engine | Callable[[], orm.Session]) -> None:
@@ -120,16 +122,27 @@ class SQLAlchemyStore:
         """Record that one handler finished this event; ``finished`` also ends the claim.
 
         With ``session``, the writes go through that session and are committed
-        (or rolled back) by its owner, together with the handler's own writes.
+        (or rolled back) by its owner, together with the handler's own writes;
+        and they are made only while ``claim`` still holds the event's lease.
+        When its lease expired and another delivery took the event over, this
+        raises :class:`~bounce_middleware.errors.StoreUnavailable` instead, so
+        that the handler's transaction rolls back: the other delivery applies
+        the handler, and it is applied exactly once.
         """
         try:
             if session is not None:
-                _complete(session, claim, handler, finished=finished)
+                held = _complete_if_held(session, claim, handler, finished=finished)
+            else:
+                with session_scope(self._factory) as own:
+                    _complete(own, claim, handler, finished=finished)
                 return
-            with session_scope(self._factory) as own:
-                _complete(own, claim, handler, finished=finished)
         except sa_exc.SQLAlchemyError as exc:
             raise unavailable(f"{_WHERE}: complete", exc) from None
+        if not held:
+            raise StoreUnavailable(
+                f"{_WHERE}: complete: the lease was taken over by another delivery; "
+                "this delivery's transaction must roll back"
+            )
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
@@ -215,6 +228,32 @@ def _complete(session: orm.Session, claim: Claim, handler: str, *, finished: boo
     insert_missing(session, CompletedHandler, [row], ["event_key", "handler"])
     if finished:
         _release(session, claim, finished=True)
+
+
+def _complete_if_held(session: orm.Session, claim: Claim, handler: str, *, finished: bool) -> bool:
+    """:func:`_complete`, in the caller's transaction, only while ``claim`` holds the lease.
+
+    The conditional UPDATE comes first and always writes the event's row, so it
+    also locks that row until the caller's transaction ends: a delivery taking
+    the lease over meanwhile waits for it (PostgreSQL; SQLite has one writer at
+    a time anyway), then sees this completion. Returns False, having written
+    nothing, when the lease is another delivery's.
+    """
+    if not claim.token:
+        return False  # a claim without a lease (BUSY, DONE) holds nothing
+    held = sa.update(BounceEvent).where(
+        BounceEvent.key == storable(claim.key), BounceEvent.lease_token == claim.token
+    )
+    if finished:
+        held = held.values(finished=True, lease_token=None, lease_until=None)
+    else:
+        # Keeps the lease as it is: the delivery goes on with its other handlers.
+        held = held.values(lease_token=BounceEvent.lease_token)
+    if rowcount(session.execute(held.execution_options(synchronize_session=False))) != 1:
+        return False
+    row = {"event_key": storable(claim.key), "handler": handler, "completed_at": now()}
+    insert_missing(session, CompletedHandler, [row], ["event_key", "handler"])
+    return True
 
 
 def _release(session: orm.Session, claim: Claim, *, finished: bool) -> None:

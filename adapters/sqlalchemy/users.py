@@ -41,8 +41,10 @@ class UserBounceHandler:
     When the delivery's store is a :class:`SQLAlchemyStore` on the same
     database, the handler records its own completion in its unit of work, so
     the notices and the completion commit together: the handler is applied
-    exactly once. Called as ``handler(bounce)``, it only writes the notices
-    (one per event and user, so a redelivery adds nothing).
+    exactly once. A delivery whose lease was taken over by another one rolls
+    its unit of work back instead (``StoreUnavailable``, answered 500): the
+    other delivery applies it. Called as ``handler(bounce)``, it only writes
+    the notices (one per event and user, so a redelivery adds nothing).
 
     Register it with ``middleware.add_handler(handler, kinds=handler.kinds)``.
     """
