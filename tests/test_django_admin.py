@@ -115,3 +115,23 @@ def test_shallow_bodies_are_pretty_printed(admin_app: TestApp) -> None:
     page = admin_app.get(f"{EVENTS}{BounceEvent.objects.get().pk}/change/").text
     assert "\n  &quot;Metadata&quot;: {\n    &quot;a&quot;: &quot;b&quot;\n  }" in page
     assert PRETTY_DEPTH >= 2
+
+
+def test_change_pages_show_a_lone_surrogate_escape_as_sent(admin_app: TestApp) -> None:
+    # json.loads turns "\ud800" into a lone surrogate, which a UTF-8 page cannot hold.
+    body = (
+        b'{"RecordType": "Bounce", "ID": 1, "Email": "\\ud800@example.com", "Type": "HardBounce"}'
+    )
+    headers = {**auth_headers("postmark", WEBHOOK_PASSWORD), "Content-Type": "application/json"}
+    admin_app.request(PATH, method="POST", body=body, headers=headers, status=400)  # kept
+    rejected = RejectedRequest.objects.get()
+    page = admin_app.get(f"{REJECTED}{rejected.pk}/change/")
+    assert "&quot;Email&quot;: &quot;\\ud800@example.com&quot;" in page.text
+    # An event whose body holds one (as a version that accepted it may have stored it).
+    event = BounceEvent.objects.create(
+        key="postmark:1", provider="postmark", email="x@example.com", kind="hard",
+        type="HardBounce", body=body.replace(b'"Email": "', b'"Name": "\\udfff", "Email": "'),
+    )  # fmt: skip
+    page = admin_app.get(f"{EVENTS}{event.pk}/change/")
+    assert "&quot;Name&quot;: &quot;\\udfff&quot;" in page.text
+    assert "&quot;Email&quot;: &quot;\\ud800@example.com&quot;" in page.text

@@ -2,7 +2,8 @@
 
 A stored body is whatever the middleware accepted (up to ``MAX_BODY_SIZE``),
 so the page that shows it must survive anything: bodies nested deeper than
-:data:`PRETTY_DEPTH` (or not JSON, or not UTF-8) are shown as received.
+:data:`PRETTY_DEPTH` (or not JSON, or not UTF-8) are shown as received, and a
+lone UTF-16 surrogate escape (``\\ud800``) stays an escape.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def show_body(body: bytes | memoryview) -> SafeString:
     if nesting_depth(text) <= PRETTY_DEPTH:
         with contextlib.suppress(ValueError):  # not JSON: shown as received
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            # A \ud800 escape decodes to a lone surrogate, which no UTF-8 page can
+            # hold: shown as the escape it came as.
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return format_html("<pre>{}</pre>", text)
 
 
