@@ -2,11 +2,12 @@
 
 :func:`build` makes one :class:`StoreCase` by name: ``memory``, ``sqlite``,
 ``sqlalchemy-sqlite``, ``sqlalchemy-postgresql``, ``django-sqlite`` and
-``django-postgresql``. The fixture ``store_case`` in ``tests/conftest.py``
-parametrises a test over all of them (:data:`PARAMS` carries the pytest-django
-marks the Django cases need). PostgreSQL is the test session's real server
-(``tests/postgres.py``); Django's PostgreSQL case uses the ``postgresql`` alias of
-``tests/django_settings.py``.
+``django-postgresql``, and ``django-sqlite-orm`` and ``django-postgresql-orm``:
+``DjangoStore(prepared=False)``, the ORM path every other database takes. The
+fixture ``store_case`` in ``tests/conftest.py`` parametrises a test over all of
+them (:data:`PARAMS` carries the pytest-django marks the Django cases need).
+PostgreSQL is the test session's real server (``tests/postgres.py``); Django's
+PostgreSQL cases use the ``postgresql`` alias of ``tests/django_settings.py``.
 
 A case also gives the tests a way into the database behind the store
 (``execute``, ``set_kind``), to write what only another version of the library
@@ -40,14 +41,20 @@ NAMES = (
     "sqlalchemy-postgresql",
     "django-sqlite",
     "django-postgresql",
+    "django-sqlite-orm",
+    "django-postgresql-orm",
 )
 #: The stores that keep their records in a database (not in process memory).
 DATABASE_NAMES = NAMES[1:]
 
 # pytest-django opens the test databases only for tests marked so.
+_SQLITE_MARK = pytest.mark.django_db(transaction=True)
+_POSTGRESQL_MARK = pytest.mark.django_db(transaction=True, databases=[DJANGO_POSTGRESQL])
 _MARKS = {
-    "django-sqlite": pytest.mark.django_db(transaction=True),
-    "django-postgresql": pytest.mark.django_db(transaction=True, databases=[DJANGO_POSTGRESQL]),
+    "django-sqlite": _SQLITE_MARK,
+    "django-postgresql": _POSTGRESQL_MARK,
+    "django-sqlite-orm": _SQLITE_MARK,
+    "django-postgresql-orm": _POSTGRESQL_MARK,
 }
 
 
@@ -186,7 +193,9 @@ def _django(name: str) -> StoreCase:
     from bounce_middleware.adapters.django.models import BounceEvent, RejectedRequest
     from bounce_middleware.adapters.django.store import DjangoStore
 
-    alias = "default" if name == "django-sqlite" else DJANGO_POSTGRESQL
+    # "-orm": without the hot path's prepared statements (see adapters/django/prepared.py).
+    prepared = not name.endswith("-orm")
+    alias = "default" if name.startswith("django-sqlite") else DJANGO_POSTGRESQL
     connection = connections[alias]
     assert connection.vendor == ("sqlite" if alias == "default" else "postgresql"), (
         f"the Django alias {alias!r} is a {connection.vendor} database"
@@ -201,7 +210,7 @@ def _django(name: str) -> StoreCase:
 
     return StoreCase(
         name,
-        DjangoStore(using=alias),
+        DjangoStore(using=alias, prepared=prepared),
         execute=execute,
         tables=(BounceEvent._meta.db_table, RejectedRequest._meta.db_table),
         set_kind=set_kind,
