@@ -61,10 +61,19 @@ class Insert:
         return execute(db, sql, params)
 
 
-def _insert(model: type[Model], skip: frozenset[str] = frozenset()) -> Insert:
-    fields = tuple(
-        f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in skip
+def column_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    """The fields of ``model`` that are columns of its table, through the public
+    ``_meta.get_fields()``: concrete fields (many-to-many ones have a table of their own).
+    """
+    return tuple(
+        f
+        for f in model._meta.get_fields()
+        if isinstance(f, Field) and f.concrete and not f.many_to_many
     )
+
+
+def _insert(model: type[Model], skip: frozenset[str] = frozenset()) -> Insert:
+    fields = tuple(f for f in column_fields(model) if not f.primary_key and f.attname not in skip)
     columns = ", ".join(quote(f.column) for f in fields)
     return Insert(
         head=f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES",
