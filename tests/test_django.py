@@ -19,12 +19,9 @@ from webtest import TestApp
 
 from bounce_middleware.adapters.django.handlers import NAME as NOTIFY
 from bounce_middleware.adapters.django.models import BounceEvent, BounceNotice
-from bounce_middleware.adapters.django.store import DjangoStore
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
-from bounce_middleware.model import Bounce, BounceKind
 from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests.auth_cases import AUTH_CASES, AuthCase, assert_auth_case
-from tests.django_app import handlers as test_handlers
 from tests.django_app.support import PATH, log_in, post_bounce, warnings_in
 from tests.django_settings import WEBHOOK_PASSWORD
 
@@ -197,65 +194,6 @@ def test_duplicate_delivery_runs_nothing_twice(testapp: TestApp, ann: Any) -> No
     assert answer.text == "already processed\n"
     assert BounceNotice.objects.count() == 1
     assert BounceEvent.objects.get().attempts == 1
-
-
-def test_handler_failure_answers_500_and_the_retry_completes(testapp: TestApp, ann: Any) -> None:
-    payload = postmark_bounce(email="ann@example.com")
-    with connection.cursor() as cursor:
-        # A real database failure inside the handler's transaction.
-        cursor.execute(
-            "CREATE TRIGGER fail_notices BEFORE INSERT ON bounce_middleware_bouncenotice "
-            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
-        )
-    post_bounce(testapp, payload, status=500)
-    event = BounceEvent.objects.get()
-    assert (event.finished, event.completed, event.lease_token) == (False, "", "")
-    assert not BounceNotice.objects.exists()
-
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER fail_notices")
-    assert post_bounce(testapp, payload).text == "accepted\n"
-    event.refresh_from_db()
-    assert (event.finished, event.completed_handlers, event.attempts) == (
-        True,
-        frozenset({NOTIFY}),
-        2,
-    )
-    assert BounceNotice.objects.count() == 1
-
-
-@override_settings(
-    BOUNCE_MIDDLEWARE={**SETTINGS, "HANDLERS": [NOTIFY, "tests.django_app.handlers.flaky"]}
-)
-def test_retry_runs_only_the_handlers_that_failed(ann: Any) -> None:
-    testapp = TestApp(get_wsgi_application())
-    payload = postmark_bounce(email="ann@example.com")
-    test_handlers.failures_left = 1
-    test_handlers.calls.clear()
-    post_bounce(testapp, payload, status=500)
-    assert BounceEvent.objects.get().completed_handlers == {NOTIFY}
-    # Were notify_users run again, it would put this notice back.
-    BounceNotice.objects.all().delete()
-
-    post_bounce(testapp, payload)
-    assert test_handlers.calls == [f"postmark:{payload['ID']}"]
-    assert not BounceNotice.objects.exists()
-    event = BounceEvent.objects.get()
-    assert event.finished
-    assert event.completed_handlers == {NOTIFY, "tests.django_app.handlers.flaky"}
-
-
-def test_delivery_while_another_holds_the_event_answers_503(testapp: TestApp) -> None:
-    payload = postmark_bounce()
-    store = DjangoStore()
-    body = b'{"ID": %d}' % payload["ID"]
-    bounce = Bounce(
-        provider="postmark", id=str(payload["ID"]), email="x@example.com", kind=BounceKind.HARD,
-        type="HardBounce", body=body,
-    )  # fmt: skip
-    store.claim(bounce, lease_seconds=300)  # another process, mid-delivery
-    answer = post_bounce(testapp, payload, status=503)
-    assert answer.headers["Retry-After"] == "60"
 
 
 def test_new_bounce_costs_few_queries(testapp: TestApp, ann: Any) -> None:

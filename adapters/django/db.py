@@ -1,4 +1,4 @@
-"""Database helpers: connection housekeeping and case-insensitive address matching.
+"""Database helpers: connection housekeeping (after an error too) and address matching.
 
 Django closes or recycles connections on ``request_started`` and
 ``request_finished``. The bounce endpoint answers before Django's handler
@@ -17,16 +17,18 @@ UTF-8 locale.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Func, TextField
 from django.db.models.sql.compiler import SQLCompiler
 
+from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import fold_address
+from bounce_middleware.store import unavailable
 
 _depth: ContextVar[int] = ContextVar("bounce_middleware_connection_depth", default=0)
 
@@ -62,6 +64,21 @@ def connection_scope() -> Iterator[None]:
         _depth.reset(token)
         if depth == 0:
             close_old_connections()
+
+
+def store_unavailable(db: str, where: str, exc: DatabaseError) -> StoreUnavailable:
+    """:func:`~bounce_middleware.store.unavailable` for a store method on database ``db``.
+
+    Outside a transaction it first closes the connection if the error left it
+    unusable (e.g. the server ended it), as Django does between requests, so that
+    the next try (the core retries a completion) opens a new one instead of
+    failing the same way. Inside one, the transaction's owner decides.
+    """
+    connection = connections[db]
+    if not connection.in_atomic_block:
+        with suppress(DatabaseError):
+            connection.close_if_unusable_or_obsolete()
+    return unavailable(f"bounce store ({db}): {where}", exc)
 
 
 def _fold(value: object) -> object:

@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.db.models import Value
 from django.utils import timezone
 
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.model import Bounce, BounceKind
-from bounce_middleware.store import address_key, storable
+from bounce_middleware.store import address_key, storable, unavailable
 
 from .conf import get_state
 from .db import Folded, connection_scope
@@ -35,8 +35,11 @@ class UserBounceHandler:
     Transactional: the middleware calls it as ``handler(bounce, delivery)``.
     The notices, and the handler's completion when the store is a
     :class:`~.store.DjangoStore` on the same database, commit in one
-    transaction, so the notices are written exactly once. Idempotent with any
-    other store (one notice per event and user).
+    transaction, so the notices are written exactly once (a delivery that lost
+    its lease to another one rolls its notices back and fails). Idempotent with
+    any other store (one notice per event and user). A database error is
+    raised as :class:`~bounce_middleware.errors.StoreUnavailable`, naming the
+    error's class only (never the row's values).
 
     ``name`` is the dotted name the handler is registered, and its completion
     recorded, under (``default_name`` reads it); it must stay the same across
@@ -69,13 +72,18 @@ class UserBounceHandler:
         db = router.db_for_write(BounceNotice)
         store = None if delivery is None else delivery.store
         joins = isinstance(store, DjangoStore) and store.db == db
-        with connection_scope(), transaction.atomic(using=db):
-            ids = user_ids(db, bounce.email)
-            if ids:
-                add_notices(db, bounce, ids)
-            if joins:
-                assert delivery is not None and isinstance(store, DjangoStore)
-                store.complete(delivery.claim, delivery.name, finished=delivery.finishes)
+        try:
+            with connection_scope(), transaction.atomic(using=db):
+                ids = user_ids(db, bounce.email)
+                if ids:
+                    add_notices(db, bounce, ids)
+                if joins:
+                    assert delivery is not None and isinstance(store, DjangoStore)
+                    store.complete(delivery.claim, delivery.name, finished=delivery.finishes)
+        except DatabaseError as exc:
+            # The middleware logs a failed handler's traceback: a driver's message may
+            # quote the row (PostgreSQL's "DETAIL: Failing row contains (...)").
+            raise unavailable("bounce user handler", exc) from None
         return joins
 
 

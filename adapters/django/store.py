@@ -10,7 +10,13 @@ record the last handler's success and end the claim.
 Every write joins the caller's transaction when there is one: a handler that
 writes to the same database calls :meth:`DjangoStore.complete` inside its own
 ``transaction.atomic()``, and its writes and its completion commit together
-(exactly once; see :class:`~.handlers.UserBounceHandler`).
+(exactly once; see :class:`~.handlers.UserBounceHandler`). There, a completion
+is recorded only while the delivery still holds its lease: once another
+delivery took the event over, ``complete`` raises and the handler's
+transaction rolls back, so only one of them commits its writes.
+
+After a database error outside a transaction, a connection the error broke
+(e.g. the server ended it) is closed, so that the next try reconnects.
 """
 
 from __future__ import annotations
@@ -31,17 +37,15 @@ from bounce_middleware.store import (
     ClaimState,
     Record,
     address_key,
-    kind_of,
     new_token,
-    rejected_record,
     rejection_key,
-    rejections_can_match,
     storable,
-    unavailable,
 )
 
+from .db import store_unavailable
 from .models import BounceEvent, RejectedRequest
 from .prepared import Statements, execute, statements
+from .records import event_records, rejected_records
 
 
 class DjangoStore:
@@ -97,12 +101,12 @@ class DjangoStore:
             if prepared is not None:
                 new = prepared.claim.run(db, [values]) == 1
             else:
-                new = _insert(db, BounceEvent(**values))
+                new = _insert(db, BounceEvent(**values)) is None
             if new:
                 return Claim(bounce.key, ClaimState.NEW, frozenset(), token)
             return self._claim_existing(db, key, bounce.key, now, token, expires)
         except DatabaseError as exc:
-            raise unavailable(f"bounce store ({db}): claim", exc) from None
+            raise store_unavailable(db, "claim", exc) from None
 
     def _claim_existing(
         self, db: str, stored_key: str, key: str, now: datetime, token: str, expires: datetime
@@ -123,7 +127,10 @@ class DjangoStore:
                 Q(lease_expires__isnull=True) | Q(lease_expires__lte=now), finished=False
             ).update(lease_token=token, lease_expires=expires, attempts=F("attempts") + 1)
             if taken:
-                return Claim(key, ClaimState.RESUMED, completed, token)
+                # Read what completed again: a delivery whose lease expired may have
+                # committed a completion between the read above and this takeover.
+                completed_text = events.values_list("completed", flat=True).first() or ""
+                return Claim(key, ClaimState.RESUMED, frozenset(completed_text.splitlines()), token)
             # Another delivery took it between our read and our update: read again.
         return Claim(key, ClaimState.BUSY, completed)
 
@@ -131,23 +138,46 @@ class DjangoStore:
         """Record that one handler finished this event; ``finished`` also ends the claim.
 
         Inside the caller's ``transaction.atomic()`` on this store's database,
-        the write commits or rolls back with the caller's own writes.
+        the write commits or rolls back with the caller's own writes, and is
+        made only while ``claim`` still holds the lease: once another delivery
+        took the event over (this one's lease expired), it raises
+        :class:`~bounce_middleware.errors.StoreUnavailable` so that the
+        caller's transaction rolls back (the other delivery runs the handler).
+        Outside a transaction a late completion is recorded all the same (the
+        handler ran: at least once).
         """
         db = self.db
+        held_only = bool(claim.token) and connections[db].in_atomic_block
+        try:
+            if claim.token and self._complete_held(db, claim, handler, finished):
+                return
+            if held_only:
+                raise StoreUnavailable(
+                    f"bounce store ({db}): complete: the lease was taken over by another "
+                    "delivery; this delivery's transaction must roll back"
+                )
+            # The lease is not ours (any more): record the completion, leave the lease.
+            changes: dict[str, Any] = {"completed": Concat(F("completed"), Value(handler + "\n"))}
+            if finished:
+                changes["finished"] = True
+            BounceEvent.objects.using(db).filter(key=storable(claim.key)).update(**changes)
+        except DatabaseError as exc:
+            raise store_unavailable(db, "complete", exc) from None
+
+    def _complete_held(self, db: str, claim: Claim, handler: str, finished: bool) -> bool:
+        """Record the completion if ``claim`` holds the lease (one ``UPDATE``); False if not."""
         prepared = self._statements(db)
-        if prepared is not None and claim.token:
-            # While the claim holds the lease, one prepared statement; else the ORM below.
+        if prepared is not None:
             sql = prepared.finish if finished else prepared.complete
             params = [handler + "\n", *([True] if finished else []), storable(claim.key)]
-            try:
-                if execute(db, sql, [*params, claim.token]):
-                    return
-            except DatabaseError as exc:
-                raise unavailable(f"bounce store ({db}): complete", exc) from None
+            return execute(db, sql, [*params, claim.token]) > 0
         changes: dict[str, Any] = {"completed": Concat(F("completed"), Value(handler + "\n"))}
         if finished:
-            changes.update(_finish(claim.token))
-        self._update("complete", claim, changes)
+            changes.update(finished=True, lease_token="", lease_expires=None)
+        events = BounceEvent.objects.using(db).filter(
+            key=storable(claim.key), lease_token=claim.token
+        )
+        return events.update(**changes) > 0
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
@@ -166,7 +196,7 @@ class DjangoStore:
         try:
             events.update(**changes)
         except DatabaseError as exc:
-            raise unavailable(f"bounce store ({db}): {where}", exc) from None
+            raise store_unavailable(db, where, exc) from None
 
     def records(
         self,
@@ -179,26 +209,8 @@ class DjangoStore:
     ) -> Sequence[Record]:
         """Stored events (or rejected records), newest first, optionally filtered."""
         if rejected:
-            return self._rejected(kind, email, unfinished, limit)
-        events = BounceEvent.objects.using(self.using or router.db_for_read(BounceEvent))
-        if kind is not None:
-            events = events.filter(kind=kind.value)
-        if email is not None:
-            events = events.filter(email_key=address_key(email))
-        if unfinished:
-            events = events.filter(finished=False)
-        return _read(events, limit, _record)
-
-    def _rejected(
-        self, kind: BounceKind | None, email: str | None, unfinished: bool, limit: int | None
-    ) -> Sequence[Record]:
-        # A rejected record has kind "unknown" and no address.
-        if not rejections_can_match(kind, email):
-            return []
-        rows = RejectedRequest.objects.using(self.using or router.db_for_read(RejectedRequest))
-        if unfinished:
-            rows = rows.filter(resolved=False)
-        return _read(rows, limit, _rejected_record)
+            return rejected_records(self.using, kind, email, unfinished, limit)
+        return event_records(self.using, kind, email, unfinished, limit)
 
     def reject(self, provider: str, body: bytes, reason: str) -> str:
         """Keep an authenticated request refused with 400 (once per provider and body)."""
@@ -208,9 +220,14 @@ class DjangoStore:
             key=key, provider=storable(provider), body=body, reason=storable(reason) or "refused"
         )
         try:
-            _insert(db, row)  # kept already: the first reason stays
+            refused = _insert(db, row)
+            # Kept already (the first reason stays) only if the row is there: the
+            # INSERT may have been refused by another constraint or a trigger.
+            rows = RejectedRequest.objects.using(db)
+            if refused is not None and not rows.filter(key=key).exists():
+                raise store_unavailable(db, "reject", refused)
         except DatabaseError as exc:
-            raise unavailable(f"bounce store ({db}): reject", exc) from None
+            raise store_unavailable(db, "reject", exc) from None
         return key
 
     def resolve(self, key: str) -> None:
@@ -219,7 +236,7 @@ class DjangoStore:
         try:
             RejectedRequest.objects.using(db).filter(key=key).update(resolved=True)
         except DatabaseError as exc:
-            raise unavailable(f"bounce store ({db}): resolve", exc) from None
+            raise store_unavailable(db, "resolve", exc) from None
 
     def close(self) -> None:
         """Nothing to release: Django owns the connections."""
@@ -230,8 +247,8 @@ def default_store() -> DjangoStore:
     return DjangoStore()
 
 
-def _insert(db: str, row: models.Model) -> bool:
-    """INSERT ``row``; False if its unique key is there already."""
+def _insert(db: str, row: models.Model) -> IntegrityError | None:
+    """INSERT ``row``; the IntegrityError that refused it (e.g. its key exists), else None."""
     try:
         if connections[db].in_atomic_block:
             # Inside the caller's transaction a savepoint keeps it usable after a
@@ -240,9 +257,9 @@ def _insert(db: str, row: models.Model) -> bool:
                 row.save(force_insert=True, using=db)
         else:
             row.save(force_insert=True, using=db)
-    except IntegrityError:
-        return False
-    return True
+    except IntegrityError as exc:
+        return exc
+    return None
 
 
 def _finish(token: str) -> dict[str, Any]:
@@ -257,38 +274,3 @@ def _finish(token: str) -> dict[str, Any]:
         "lease_token": Case(When(held, then=Value("")), default=F("lease_token")),
         "finished": True,
     }
-
-
-def _read(rows: Any, limit: int | None, build: Any) -> list[Record]:
-    if limit is not None:
-        rows = rows[: max(limit, 0)]
-    try:
-        return [build(row) for row in rows]
-    except DatabaseError as exc:
-        raise unavailable("bounce store: records", exc) from None
-
-
-def _record(event: BounceEvent) -> Record:
-    return Record(
-        key=event.key,
-        provider=event.provider,
-        email=event.email,
-        kind=kind_of(event.kind),
-        type=event.type,
-        received_at=event.received_at,
-        finished=event.finished,
-        completed=event.completed_handlers,
-        body=bytes(event.body),
-        attempts=event.attempts,
-    )
-
-
-def _rejected_record(row: RejectedRequest) -> Record:
-    return rejected_record(
-        key=row.key,
-        provider=row.provider,
-        received_at=row.received_at,
-        resolved=row.resolved,
-        body=bytes(row.body),
-        reason=row.reason,
-    )

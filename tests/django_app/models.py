@@ -18,3 +18,13 @@ class Member(AbstractUser):
     class Meta(AbstractUser.Meta):
         # The README's recipe: the adapter's user lookup searches this index.
         indexes = [models.Index(Folded("contact_email"), name="member_email_folded")]
+
+
+class Suppression(models.Model):
+    """A transactional handler's own row (``tests/test_django_takeover.py``).
+
+    No unique key: a second application of the handler shows as a second row.
+    """
+
+    email = models.TextField()
+    event_key = models.TextField()
