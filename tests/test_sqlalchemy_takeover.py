@@ -39,10 +39,10 @@ from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests.sqlalchemy_db import Account, all_notices, bounce
 from tests.sqlalchemy_db import engine as engine  # noqa: F401 - fixtures
 from tests.sqlalchemy_db import url as url  # noqa: F401
+from tests.takeover import WAIT, Pauses
 
 PASSWORD = "a-long-enough-password"
 LEASE = 0.4  # seconds: A's lease expires within the test
-WAIT = 15.0  # seconds: the longest any step may take before the test fails
 PAYLOAD = postmark_bounce(email="bob@example.com", ID=4242)
 OWN = "tests.suppress"
 SHIPPED = "bounce_middleware.adapters.sqlalchemy.UserBounceHandler"
@@ -61,26 +61,6 @@ class Suppression(Ours):
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
     email: orm.Mapped[str] = orm.mapped_column(sa.Text)
     event_key: orm.Mapped[str] = orm.mapped_column(sa.Text)
-
-
-class Pauses:
-    """Points where a delivery (a thread named ``A`` or ``B``) waits for the test."""
-
-    def __init__(self, *points: tuple[str, str]) -> None:
-        self.points = {point: (threading.Event(), threading.Event()) for point in points}
-
-    def __call__(self, where: str) -> None:
-        """Called by the handler at ``where``: waits there if the test asked it to."""
-        events = self.points.get((threading.current_thread().name, where))
-        if events is not None:
-            events[0].set()
-            assert events[1].wait(WAIT), f"never released at {where}"
-
-    def reached(self, who: str, where: str) -> None:
-        assert self.points[(who, where)][0].wait(WAIT), f"{who} never reached {where}"
-
-    def release(self, who: str, where: str) -> None:
-        self.points[(who, where)][1].set()
 
 
 class Post(threading.Thread):
