@@ -200,3 +200,17 @@ def body_of(**fields: Any) -> tuple[bytes, str]:
     """A Postmark bounce body and the key of its event."""
     payload = postmark_bounce(**fields)
     return json.dumps(payload).encode(), f"postmark:{payload['ID']}"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """The application on a SQLite store."""
+    yield from make_project(tmp_path, monkeypatch, "sqlite")
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def any_project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Project]:
+    """The application on each store: a SQLite file, and its own MemoryStore."""
+    yield from make_project(tmp_path, monkeypatch, request.param)

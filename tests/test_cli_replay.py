@@ -6,7 +6,6 @@ cannot find the middleware. The application and its stores are in ``tests/cli_pr
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,10 @@ from .cli_project import (
     Project,
     body_of,
     deliver,
-    make_project,
     refusal,
 )
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    """The application on a SQLite store."""
-    yield from make_project(tmp_path, monkeypatch, "sqlite")
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-def any_project(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Project]:
-    """The application on each store: a SQLite file, and its own MemoryStore."""
-    yield from make_project(tmp_path, monkeypatch, request.param)
+from .cli_project import any_project as any_project  # noqa: F401 - fixtures
+from .cli_project import project as project  # noqa: F401
 
 
 def test_replay_completes_only_the_handlers_that_failed(
