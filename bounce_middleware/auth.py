@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import binascii
 import hmac
+import logging
 from collections.abc import Iterable
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, Unauthorized
+from .request import WebhookRequest
 from .text import article
+
+logger = logging.getLogger("bounce_middleware")
 
 #: Below this many characters a password draws a warning (Postmark has no signatures:
 #: the Basic password is the whole authentication).
@@ -130,6 +134,33 @@ class BasicAuth:
             # No early exit: every credential is compared every time.
             matched |= hmac.compare_digest(supplied, expected)
         return matched
+
+
+class BasicCredentials:
+    """HTTP Basic authentication of a provider's requests (Postmark; optional elsewhere).
+
+    Accepts any of ``credentials`` (:class:`BasicAuth`); a request without one
+    raises :class:`~bounce_middleware.errors.Unauthorized` carrying the
+    ``WWW-Authenticate`` challenge (Amazon SNS sends credentials only after one).
+    Weak credentials are logged as warnings once, here.
+    """
+
+    __slots__ = ("auth", "realm", "challenge")
+
+    def __init__(self, credentials: Iterable[str], *, realm: str = "bounce-middleware") -> None:
+        if not isinstance(realm, str) or '"' in realm or "\\" in realm:
+            raise ConfigurationError("realm must not contain quotes or backslashes")
+        entries = credential_list(credentials)  # once: it may be an iterator
+        self.auth = BasicAuth(entries)
+        for warning in credential_warnings(entries):
+            logger.warning("bounce-middleware configuration: %s", warning)
+        self.realm = realm
+        self.challenge = f'Basic realm="{realm}", charset="UTF-8"'
+
+    def check(self, request: WebhookRequest) -> None:
+        """Return quietly, or raise Unauthorized with the challenge."""
+        if not self.auth.check(request.headers.get("authorization")):
+            raise Unauthorized("missing or wrong credentials", challenge=self.challenge)
 
 
 def decode_basic(header: str | None) -> bytes | None:

@@ -41,8 +41,18 @@ MAX_KEY_ID_LENGTH = 200
 class Bounce:
     """One bounce (or complaint, suppression...) reported by a provider.
 
-    Provider-neutral fields come first; the rest are filled where the provider
-    sends them. ``raw`` keeps the parsed payload, read-only.
+    The fields up to ``raw`` mean the same for every provider, or are empty
+    where a provider does not send them: ``id`` is the provider's event id,
+    ``type`` its raw event or bounce type, ``bounced_at`` when it happened
+    (aware), ``description`` a short text, ``details`` the remote server's
+    diagnostic, ``smtp_status`` the enhanced status code (``"5.1.1"``),
+    ``tags`` and ``metadata`` what the sender attached. ``raw`` keeps this
+    event's payload, read-only.
+
+    Postmark-only, empty for every other provider: ``type_code``, ``name``,
+    ``tag`` (also in ``tags``), ``message_stream``, ``server_id``,
+    ``from_address``, ``subject``, ``inactive``, ``can_activate``,
+    ``dump_available`` and ``content``.
     """
 
     provider: str
@@ -50,24 +60,31 @@ class Bounce:
     email: str
     kind: BounceKind
     type: str
-    type_code: int | None = None
-    name: str = ""
+    bounced_at: datetime | None = None
+    message_id: str | None = None
     description: str = ""
     details: str = ""
+    smtp_status: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
+    raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY_MAPPING, repr=False, compare=False)
+    #: What identifies the event when ``id`` alone does not (Mailgun ids repeat across
+    #: days; one SES notification covers several recipients). :attr:`key` uses it.
+    dedup_id: str | None = field(default=None, repr=False)
+    # Postmark only.
+    type_code: int | None = None
+    name: str = ""
     tag: str = ""
-    message_id: str | None = None
     message_stream: str | None = None
     server_id: int | None = None
     from_address: str = ""
     subject: str = ""
-    bounced_at: datetime | None = None
     inactive: bool = False
     can_activate: bool = True
     dump_available: bool = False
     content: str | None = field(default=None, repr=False)
-    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
-    raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY_MAPPING, repr=False, compare=False)
-    #: The request body as received; the key of an event without an id is its digest.
+    #: This event's bytes as received (or, for one event of a batch, on its own); the
+    #: key of an event without an id is their digest, and ``replay`` parses them again.
     body: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -77,14 +94,14 @@ class Bounce:
 
     @property
     def key(self) -> str:
-        """The de-duplication key: provider and event id, or a digest of the body.
+        """The de-duplication key: provider and event id (or ``dedup_id``), or a body digest.
 
         ``"postmark:4323372036"``; an id over :data:`MAX_KEY_ID_LENGTH` characters
         becomes ``"postmark:id-sha256:<hex digest of the id>"``, and an event without
         an id ``"postmark:sha256:<hex digest of the body>"``. Every key is short
         enough for a database's unique index, whatever the payload holds.
         """
-        event_id = self.id
+        event_id = self.dedup_id if self.dedup_id is not None else self.id
         if event_id is not None:
             if len(event_id) <= MAX_KEY_ID_LENGTH:
                 return f"{self.provider}:{event_id}"

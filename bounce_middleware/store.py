@@ -73,6 +73,17 @@ class Record:
         return bool(self.reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one claim of a batch ends (:meth:`Store.settle_many`)."""
+
+    claim: Claim
+    #: Handlers that succeeded in this delivery, to record as :meth:`Store.complete` does.
+    completed: tuple[str, ...]
+    #: Every handler the event wants has completed: mark it finished.
+    finished: bool
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the middleware needs from a store.
@@ -152,6 +163,21 @@ class Store(Protocol):
 
     def resolve(self, key: str) -> None:
         """Mark a rejected record replayed: it is no longer listed as unfinished."""
+        ...
+
+    def claim_many(self, bounces: Sequence[Bounce], *, lease_seconds: float) -> list[Claim]:
+        """:meth:`claim` each of ``bounces`` (distinct keys), in one transaction.
+
+        The claims come back in the order of ``bounces``, each exactly what
+        :meth:`claim` would have returned. A batch of a thousand events costs
+        one transaction, not a thousand; if the store fails, nothing is claimed.
+        """
+        ...
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """End many claims in one transaction: for each, record its ``completed``
+        handlers as :meth:`complete` would, then :meth:`release` it (``finished`` or not).
+        """
         ...
 
 
@@ -251,8 +277,18 @@ def unavailable(where: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(message)
 
 
-#: The methods of the Store protocol; ``reject`` and ``resolve`` are new in 0.2.
-STORE_METHODS = ("claim", "complete", "release", "records", "reject", "resolve")
+#: The methods of the Store protocol; ``reject``, ``resolve``, ``claim_many`` and
+#: ``settle_many`` are new in 0.2.
+STORE_METHODS = (
+    "claim",
+    "complete",
+    "release",
+    "records",
+    "reject",
+    "resolve",
+    "claim_many",
+    "settle_many",
+)
 
 
 def check_store(store: object) -> None:
@@ -266,7 +302,8 @@ def check_store(store: object) -> None:
     if missing:
         raise ConfigurationError(
             f"store {type(store).__name__} lacks {', '.join(missing)} of the Store protocol "
-            "(reject and resolve keep refused requests for replay; see the README's "
+            "(reject and resolve keep refused requests for replay, claim_many and "
+            "settle_many take batches in one transaction; see the README's "
             "'A store of your own')"
         )
 

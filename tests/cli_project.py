@@ -23,7 +23,7 @@ from webtest import TestApp
 
 from bounce_middleware import PayloadError
 from bounce_middleware.cli import main
-from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.providers.postmark import parse_postmark
 from bounce_middleware.store import Store
 from bounce_middleware.testing import auth_headers, postmark_bounce
 
@@ -34,7 +34,7 @@ APP_MODULE = """
 from pathlib import Path
 
 from bounce_middleware import BounceMiddleware, MemoryStore, PayloadError
-from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.providers import Postmark
 from bounce_middleware.sqlite_store import SQLiteStore
 
 CALLS = Path({calls!r})
@@ -55,12 +55,12 @@ def flaky(bounce):
         calls.write(f"flaky {{bounce.key}}\\n")
 
 
-class Parser(PostmarkProvider):
+class Parser(Postmark):
     # While OLD_PARSER exists, the release before an upgrade: it refused these bodies.
-    def parse(self, body):
+    def parse(self, request):
         if OLD_PARSER.exists():
             raise PayloadError("field Email is missing")
-        return super().parse(body)
+        return super().parse(request)
 
 
 def site(environ, start_response):
@@ -83,7 +83,7 @@ def make_store():
 
 def create_app():
     middleware = BounceMiddleware(
-        site, path={path!r}, credentials=["{user}:pw"], store=make_store(), provider=Parser()
+        site, routes={{{path!r}: Parser(credentials=["{user}:pw"])}}, store=make_store()
     )
     middleware.add_handler(steady, name="steady")
     middleware.add_handler(flaky, name="flaky")
@@ -189,7 +189,7 @@ def deliver(project: Project, status: int, **fields: Any) -> str:
 def refusal(body: bytes) -> str:
     """Why today's Postmark parser refuses ``body``."""
     with pytest.raises(PayloadError) as refused:
-        PostmarkProvider().parse(body)
+        parse_postmark(body)
     return refused.value.reason
 
 

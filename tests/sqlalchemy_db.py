@@ -18,7 +18,7 @@ from sqlalchemy import orm
 
 from bounce_middleware import Bounce
 from bounce_middleware.adapters.sqlalchemy import Notice, create_all
-from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.providers.postmark import parse_postmark
 from bounce_middleware.testing import postmark_bounce
 
 from .postgres import PostgresServer
@@ -52,8 +52,7 @@ ACCOUNTS = [
 def bounce(type: str = "HardBounce", **fields: Any) -> tuple[Bounce, bytes]:
     """A parsed Postmark bounce and its body."""
     body = json.dumps(postmark_bounce(type, **fields)).encode()
-    parsed = PostmarkProvider().parse(body)
-    assert isinstance(parsed, Bounce)
+    [parsed] = parse_postmark(body).events
     return parsed, body
 
 

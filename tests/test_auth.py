@@ -18,6 +18,7 @@ from bounce_middleware.auth import (
     credential_list,
     credential_warnings,
 )
+from bounce_middleware.providers import Postmark
 from bounce_middleware.testing import basic_auth_header
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ def test_configuration_mistakes_are_named(credentials: Any, message: str) -> Non
 
 def test_a_one_shot_iterator_of_credentials_works() -> None:
     middleware = BounceMiddleware(app, path="/b", credentials=iter([STRONG]))
-    assert middleware.auth.check(basic_auth_header(*STRONG.split(":", 1)))
+    route = middleware.routes["/b"]
+    assert isinstance(route, Postmark)
+    assert route.basic.auth.check(basic_auth_header(*STRONG.split(":", 1)))
 
 
 def test_one_string_of_several_credentials() -> None:

@@ -17,7 +17,7 @@ from webtest import TestApp
 from bounce_middleware import Bounce, BounceKind, ConfigurationError
 from bounce_middleware.cli.common import close_store
 from bounce_middleware.demo import BOUNCE_PATH, DB_ENV, DEFAULT_DB, SEED_USERS, Users, make_app
-from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.providers.postmark import parse_postmark
 from bounce_middleware.sqlite_store import SQLiteStore
 from bounce_middleware.testing import auth_headers, postmark_bounce, postmark_subscription_change
 
@@ -114,8 +114,7 @@ def test_a_redelivery_runs_no_handler_and_the_handler_is_idempotent_anyway(
     post(app, bounce)
     post(app, bounce)
     # Run again by hand, as after a crash between its success and its recording.
-    parsed = PostmarkProvider().parse(store.records()[0].body)
-    assert isinstance(parsed, Bounce)
+    [parsed] = parse_postmark(store.records()[0].body).events
     Users(db).flag_bounced(parsed)
 
     assert app.get("/").text.count(NOTICE) == 1

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bounce_middleware import Bounce, BounceKind, PayloadError
-from bounce_middleware.providers import Ignored, PostmarkProvider
+from bounce_middleware.providers import Parsed
+from bounce_middleware.providers.postmark import parse_postmark
 from bounce_middleware.testing import postmark_bounce, postmark_legacy_bounce
 from tests.conftest import load_payload
 
@@ -43,15 +44,14 @@ TYPES = [
 
 def parse(data: dict[str, Any] | bytes) -> Bounce:
     body = data if isinstance(data, bytes) else json.dumps(data).encode()
-    result = PostmarkProvider().parse(body)
-    assert isinstance(result, Bounce)
+    [result] = parse_postmark(body).events
     return result
 
 
 def reject(data: dict[str, Any] | bytes) -> str:
     body = data if isinstance(data, bytes) else json.dumps(data).encode()
     with pytest.raises(PayloadError) as info:
-        PostmarkProvider().parse(body)
+        parse_postmark(body)
     reason = info.value.reason
     assert "\n" not in reason
     return reason
@@ -225,14 +225,13 @@ def test_event_without_id_is_keyed_by_body_digest() -> None:
 
 @pytest.mark.parametrize("name", ["delivery", "open", "click"])
 def test_engagement_records_are_ignored(name: str) -> None:
-    result = PostmarkProvider().parse(json.dumps(load_payload(name)).encode())
-    assert isinstance(result, Ignored)
-    assert result.record_type == name.capitalize()
+    result = parse_postmark(json.dumps(load_payload(name)).encode())
+    assert result == Parsed(acknowledged=(name.capitalize(),))
 
 
 def test_unknown_record_type_is_ignored() -> None:
-    result = PostmarkProvider().parse(b'{"RecordType": "SMTPApiError2031", "Recipient": "x"}')
-    assert result == Ignored("SMTPApiError2031")
+    result = parse_postmark(b'{"RecordType": "SMTPApiError2031", "Recipient": "x"}')
+    assert result == Parsed(acknowledged=("SMTPApiError2031",))
 
 
 def test_inbound_email_is_refused_with_a_clear_reason() -> None:
@@ -367,8 +366,8 @@ def test_bodies_that_are_no_postmark_record_are_refused(data: dict[str, Any]) ->
 def test_legacy_engagement_records_are_recognised_by_shape(name: str, record_type: str) -> None:
     data = load_payload(name)
     assert "RecordType" not in data
-    result = PostmarkProvider().parse(json.dumps(data).encode())
-    assert result == Ignored(record_type)
+    result = parse_postmark(json.dumps(data).encode())
+    assert result == Parsed(acknowledged=(record_type,))
 
 
 def test_legacy_click_is_recognised_by_shape() -> None:
@@ -378,7 +377,7 @@ def test_legacy_click_is_recognised_by_shape() -> None:
         "OriginalLink": "https://example.org/welcome",
         "ClickLocation": "HTML",
     }
-    assert PostmarkProvider().parse(json.dumps(data).encode()) == Ignored("Click")
+    assert parse_postmark(json.dumps(data).encode()) == Parsed(acknowledged=("Click",))
 
 
 @pytest.mark.parametrize("marker", ["Recipient", "DeliveredAt", "ReceivedAt", "FirstOpen"])

@@ -76,7 +76,7 @@ def test_ini_pipeline_puts_the_filter_in_front(ini: Path) -> None:
     app = get_app(str(ini), "main")
     assert isinstance(app, BounceMiddleware)
     assert isinstance(app.app, Router)
-    assert app.path == PATH
+    assert list(app.routes) == [PATH]
 
     # The README's walk-through, step by step.
     testapp = TestApp(app)

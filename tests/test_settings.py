@@ -10,6 +10,7 @@ import pytest
 from webtest import TestApp
 
 from bounce_middleware import BounceKind, BounceMiddleware, ConfigurationError, MemoryStore
+from bounce_middleware.providers import Postmark
 from bounce_middleware.settings import as_kinds, parse_settings, resolve
 from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests import settings_handlers
@@ -39,11 +40,13 @@ INI_STYLE = {
 def test_from_settings_builds_a_working_middleware() -> None:
     settings_handlers.received.clear()
     middleware = BounceMiddleware.from_settings(hello, INI_STYLE)
-    assert middleware.path == "/hooks/postmark"
+    assert list(middleware.routes) == ["/hooks/postmark"]
     assert middleware.max_body_size == 2048
-    assert middleware.retry_after == 30
-    assert middleware.lease_seconds == 12.5
-    assert middleware.realm == "postmark hooks"
+    assert middleware.receiver.retry_after == 30
+    assert middleware.receiver.lease_seconds == 12.5
+    route = middleware.routes["/hooks/postmark"]
+    assert isinstance(route, Postmark)
+    assert route.basic.realm == "postmark hooks"
     assert isinstance(middleware.store, MemoryStore)
     assert [h.name for h in middleware.handlers] == [
         "tests.settings_handlers.remember",
@@ -84,6 +87,11 @@ def test_extra_keys_of_an_adapter() -> None:
     assert args["notify_kinds"] == {BounceKind.HARD, BounceKind.SOFT}
 
 
+def test_a_route_to_an_unknown_provider_names_it() -> None:
+    with pytest.raises(ConfigurationError, match="unknown provider 'sendgridx'; known: "):
+        BounceMiddleware.from_settings(hello, {"bounce.routes": "/hooks sendgridx"})
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -100,7 +108,7 @@ def test_extra_keys_of_an_adapter() -> None:
         ({"bounce.handlers": "noseparator"}, "is not a dotted name"),
         ({"bounce.store": "ftp://db/x"}, "'bounce.store' is invalid: unsupported store URL"),
         ({"bounce.store": "tests.settings_handlers:remember"}, "'bounce.store' is invalid"),
-        ({"bounce.provider": "sendgridx"}, "unknown provider 'sendgridx'"),
+        ({"bounce.path": None, "bounce.credentials": None}, "'bounce.routes' is required"),
     ],
 )
 def test_bad_settings_name_the_key(changes: dict[str, Any], message: str) -> None:
@@ -143,7 +151,7 @@ def test_custom_prefix() -> None:
     middleware = BounceMiddleware.from_settings(
         hello, {"BOUNCE_PATH": "/b", "BOUNCE_CREDENTIALS": "a:b"}, prefix="BOUNCE_"
     )
-    assert middleware.path == "/b"
+    assert list(middleware.routes) == ["/b"]
 
 
 # --- resolve: ConfigurationError for anything it cannot resolve (issue 11) -------------------

@@ -23,7 +23,7 @@ from bounce_middleware.adapters.sqlalchemy import (
     metadata,
     sessions,
 )
-from bounce_middleware.providers import PostmarkProvider
+from bounce_middleware.providers.postmark import parse_postmark
 from bounce_middleware.testing import auth_headers, postmark_bounce
 from tests.postgres import PostgresServer
 from tests.sqlalchemy_db import DATABASES, Account, Base, all_notices, bounce, database_url
@@ -257,7 +257,7 @@ def test_writes_through_only_sessions_on_its_database(engine: sa.Engine, tmp_pat
 
 def _claim_in_child(url: str, payload: bytes, start: Any, results: Any) -> None:
     engine = sa.create_engine(url)
-    event = PostmarkProvider().parse(payload)
+    [event] = parse_postmark(payload).events
     start.wait()
     results.put(SQLAlchemyStore(engine).claim(event, lease_seconds=60).state.value)  # type: ignore[arg-type]
     engine.dispose()

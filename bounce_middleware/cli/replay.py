@@ -13,9 +13,10 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from bounce_middleware.errors import PayloadError, StoreUnavailable
+from bounce_middleware.errors import PayloadError, StoreUnavailable, TemporaryFailure
 from bounce_middleware.middleware import BounceMiddleware
-from bounce_middleware.providers import Ignored
+from bounce_middleware.providers import Parsed, Provider
+from bounce_middleware.request import post
 from bounce_middleware.store import Record, Store
 
 from .common import (
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.store:
         # A copy, so the application object keeps its own store.
         middleware = copy.copy(middleware)
+        middleware.receiver = copy.copy(middleware.receiver)
         middleware.store = open_existing_store(args.store)
     elif own is None:
         raise CommandError("the middleware has no store: pass --store")
@@ -136,6 +138,11 @@ def unresolved_rejections(store: Store) -> Sequence[Record]:
         return ()
 
 
+def _parse(provider: Provider, body: bytes) -> Parsed:
+    # Replays are not re-authenticated: the store kept only what was authenticated.
+    return provider.parse(post(body=body))
+
+
 def replay_event(
     middleware: BounceMiddleware, record: Record, *, dry_run: bool
 ) -> tuple[bool, str]:
@@ -143,20 +150,32 @@ def replay_event(
     label = f"{printable(record.key)} {printable(record.type)} {printable(record.email)}"
     if not record.body:
         return False, f"{label}: skipped, the store kept no body for it"
+    provider = middleware.providers.get(record.provider)
+    if provider is None:
+        return False, f"{label}: skipped, {_no_route(middleware, record)}"
     try:
-        parsed = middleware.provider.parse(record.body)
-    except PayloadError as exc:
+        parsed = _parse(provider, record.body)
+    except (PayloadError, TemporaryFailure) as exc:
         return False, f"{label}: skipped, its stored body does not parse: {printable(exc.reason)}"
-    if isinstance(parsed, Ignored) or parsed.key != record.key:
+    event = next((e for e in parsed.events if e.key == record.key), None)
+    if event is None:
         return False, f"{label}: skipped, its stored body is not this event"
     pending = [
-        h.name for h in middleware.handlers if h.wants(parsed) and h.name not in record.completed
+        h.name for h in middleware.handlers if h.wants(event) and h.name not in record.completed
     ]
     names = ", ".join(pending) or "no handler"
     if dry_run:
         return True, f"{label}: would run {names}"
-    answer = middleware.dispatch(parsed)
+    answer = middleware.dispatch(event)
     return answer.status == 200, f"{label}: ran {names} -> {answer.status} {answer.reason}"
+
+
+def _no_route(middleware: BounceMiddleware, record: Record) -> str:
+    configured = ", ".join(sorted(middleware.providers))
+    return (
+        f"its provider {printable(record.provider)!r} has no route in this application "
+        f"(configured: {configured})"
+    )
 
 
 def replay_rejected(
@@ -165,31 +184,34 @@ def replay_rejected(
     """Run one rejected request through today's parser and, if it parses, the middleware.
 
     Returns whether it is (or would be) resolved, and a line to print. It is
-    resolved once the store recorded the event it holds (or once it is an
-    acknowledged record): a handler failing then leaves an ordinary unfinished
-    event, which the next ``replay`` runs again.
+    resolved once the store recorded the events it holds (or once it is
+    acknowledged): a handler failing then leaves an ordinary unfinished event,
+    which the next ``replay`` runs again.
     """
     label = f"{printable(record.key)} (rejected {utc(record.received_at)})"
-    provider = middleware.provider
-    if record.provider != provider.name:
-        return False, (
-            f"{label}: skipped, its provider {printable(record.provider)!r} is not this "
-            f"application's ({provider.name})"
-        )
+    provider = middleware.providers.get(record.provider)
+    if provider is None:
+        return False, f"{label}: skipped, {_no_route(middleware, record)}"
     try:
-        parsed = provider.parse(record.body)
-    except PayloadError as exc:
+        parsed = _parse(provider, record.body)
+    except (PayloadError, TemporaryFailure) as exc:
         return False, f"{label}: still refused: {printable(exc.reason)}"
-    if isinstance(parsed, Ignored):
-        what = f"now acknowledged as a {printable(parsed.record_type)} record, not dispatched"
+    if parsed.rejected:
+        return False, f"{label}: still refused: {printable(parsed.rejected[0].reason)}"
+    if not parsed.events:
+        names = ", ".join(printable(n) for n in parsed.acknowledged) or "handshake"
+        what = f"now acknowledged as {names}, not dispatched"
         if dry_run:
             return True, f"{label}: would be {what}, and resolved"
         return _resolve(store, record, f"{label}: {what}")
-    event = f"{printable(parsed.key)} {printable(parsed.type)} {printable(parsed.email)}"
-    names = ", ".join(h.name for h in middleware.handlers if h.wants(parsed)) or "no handler"
+    event = ", ".join(
+        f"{printable(e.key)} {printable(e.type)} {printable(e.email)}" for e in parsed.events
+    )
+    wanted = {h.name: None for e in parsed.events for h in middleware.handlers if h.wants(e)}
+    names = ", ".join(wanted) or "no handler"
     if dry_run:
         return True, f"{label}: parses now as {event}: would run {names}, and be resolved"
-    answer = middleware.dispatch(parsed)
+    answer = middleware.dispatch(parsed.events)
     line = f"{label}: parses now as {event}: ran {names} -> {answer.status} {answer.reason}"
     if answer.status == 200:
         return _resolve(store, record, line)

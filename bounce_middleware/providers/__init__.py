@@ -1,25 +1,56 @@
-"""Webhook providers: each turns a request body into a :class:`~bounce_middleware.Bounce`.
+"""Webhook providers: each authenticates its requests and parses them into events.
 
-A provider is one module implementing :class:`~bounce_middleware.providers.base.Provider`;
-adding one never touches the middleware.
+A provider is one module with one class keeping the
+:class:`~bounce_middleware.providers.base.Provider` protocol; adding one never
+touches the middleware. Providers that need the ``crypto`` extra import
+``cryptography`` only when built.
 """
 
 from __future__ import annotations
 
-from .base import Ignored, Parsed, Provider, load_json_object
-from .postmark import PostmarkProvider
+from typing import Any
 
-__all__ = ["Ignored", "Parsed", "PostmarkProvider", "Provider", "load_json_object", "get_provider"]
+from .base import POST_ONLY, Parsed, Provider, Rejection, load_json_object
+from .postmark import Postmark
 
-_PROVIDERS: dict[str, type[Provider]] = {"postmark": PostmarkProvider}
+__all__ = [
+    "POST_ONLY",
+    "PROVIDERS",
+    "Parsed",
+    "Postmark",
+    "Provider",
+    "Rejection",
+    "load_json_object",
+    "provider_class",
+]
+
+#: Registered names (as settings and ``send --provider`` spell them) -> "module:Class".
+PROVIDERS: dict[str, str] = {
+    "postmark": "bounce_middleware.providers.postmark:Postmark",
+}
 
 
-def get_provider(name: str) -> Provider:
-    """Return a new provider instance by its registered name (e.g. ``"postmark"``)."""
+def provider_class(name: str) -> Any:
+    """The provider class registered as ``name`` (e.g. ``"sendgrid"``)."""
+    from importlib import import_module
+
     from bounce_middleware.errors import ConfigurationError
 
     try:
-        return _PROVIDERS[name]()
+        module_name, _, attr = PROVIDERS[name].partition(":")
     except KeyError:
-        known = ", ".join(sorted(_PROVIDERS))
+        known = ", ".join(sorted(PROVIDERS))
         raise ConfigurationError(f"unknown provider {name!r}; known: {known}") from None
+    return getattr(import_module(module_name), attr)
+
+
+def __getattr__(name: str) -> Any:
+    # SendGrid, Mailgun, AmazonSES... are imported on first use: the core never loads
+    # a provider (or its optional dependency) that the application does not configure.
+    for spec in PROVIDERS.values():
+        module_name, _, attr = spec.partition(":")
+        if attr == name:
+            from importlib import import_module
+
+            return getattr(import_module(module_name), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,29 +8,80 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, runtime_checkable
 
+from bounce_middleware.auth import BasicCredentials
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import Bounce
+from bounce_middleware.request import WebhookRequest
 
 
 @dataclass(frozen=True, slots=True)
-class Ignored:
-    """A well-formed record that is acknowledged but not dispatched (e.g. an Open)."""
+class Rejection:
+    """One event of a batch that can never be accepted, kept alone as a rejected record.
 
-    record_type: str
+    ``body`` is that event on its own, in a form ``parse`` reads again (so
+    ``bounce-middleware replay`` can retry it after an upgrade); ``reason`` is
+    one line, never quoting the body.
+    """
+
+    body: bytes
+    reason: str
 
 
-Parsed: TypeAlias = Bounce | Ignored
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What a request holds: events to dispatch, records acknowledged, a handshake.
+
+    ``events`` are dispatched (each claimed and completed on its own);
+    ``acknowledged`` names the record types answered 200 but not dispatched
+    (deliveries, opens, clicks); ``rejected`` are events of a batch refused one
+    by one; ``handshake`` is the 200 answer's reason for a request that is a
+    subscription confirmation or an empty ping.
+    """
+
+    events: tuple[Bounce, ...] = ()
+    acknowledged: tuple[str, ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+    handshake: str = ""
 
 
+#: The methods a provider uses when it says nothing else.
+POST_ONLY: frozenset[str] = frozenset({"POST"})
+
+
+__all__ = ["POST_ONLY", "BasicCredentials", "Parsed", "Provider", "Rejection", "load_json_object"]
+
+
+@runtime_checkable
 class Provider(Protocol):
-    """Turns a webhook body into a Bounce, an Ignored record, or a PayloadError."""
+    """One provider's webhook: how it authenticates, and what its bodies mean.
+
+    ``name`` is the prefix of every event key (``"sendgrid"``); ``methods``
+    are the methods it sends (others get 405); ``refuse_status`` answers a
+    body that can never be accepted (400; Mailgun drops only on 406); and
+    ``retry_status``, when set, replaces 500 and 503 for a provider that
+    retries only on that status.
+
+    Two optional methods: ``check_headers(request)`` runs the checks that need
+    no body (HTTP Basic) before the front reads it, so an unauthenticated
+    client never makes the server read a body (``request.body`` is empty
+    there); ``answered(request, status)`` is told the status of every answer
+    to an authenticated request (Mailgun forgets a replay token it did not
+    accept).
+    """
 
     name: str
+    methods: frozenset[str]
+    refuse_status: int
+    retry_status: int | None
 
-    def parse(self, body: bytes) -> Parsed:
-        """Parse one request body; raise :class:`PayloadError` when it can never be accepted."""
+    def authenticate(self, request: WebhookRequest) -> None:
+        """Return quietly, or raise :class:`~bounce_middleware.errors.Unauthorized`."""
+        ...
+
+    def parse(self, request: WebhookRequest) -> Parsed:
+        """The request's events; raise :class:`PayloadError` when it can never be accepted."""
         ...
 
 

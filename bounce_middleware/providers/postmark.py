@@ -7,16 +7,17 @@ Field names, types and the Type -> kind table follow Postmark's documentation
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
+from bounce_middleware.request import WebhookRequest
 from bounce_middleware.text import article
 
-from .base import Ignored, Parsed, json_type, load_json_object
+from .base import POST_ONLY, BasicCredentials, Parsed, json_type, load_json_object
 
 K = BounceKind
 
@@ -177,91 +178,122 @@ def _legacy_record_type(data: Mapping[str, Any]) -> str:
     raise PayloadError("not a Postmark record: no RecordType, and no ID or Type of a bounce")
 
 
-class PostmarkProvider:
-    """Parses Postmark webhook bodies (old and new payload shapes)."""
+class Postmark:
+    """Postmark's bounce, spam-complaint and subscription-change webhooks.
 
-    name = "postmark"
+    Postmark signs nothing: it sends the ``user:password`` put in the webhook
+    URL as HTTP Basic credentials, checked against any of ``credentials``
+    (several while rotating). ``realm`` is shown by clients in the prompt.
+    """
 
-    def parse(self, body: bytes) -> Parsed:
-        """Return a Bounce, or Ignored for engagement records; raise PayloadError otherwise."""
-        data = load_json_object(body)
-        record_type = data.get("RecordType")
-        if record_type is None:
-            record_type = _legacy_record_type(data)
-        elif type(record_type) is not str:
-            raise PayloadError(
-                f"field RecordType must be a string, not {article(json_type(record_type))}"
-            )
-        if record_type == "Bounce" or record_type == "SpamComplaint":
-            return self._bounce(data, body)
-        if record_type == "SubscriptionChange":
-            return self._subscription_change(data, body)
-        if record_type == "Inbound" or _is_inbound(data):
-            raise PayloadError("this is an inbound e-mail, not a bounce")
-        return Ignored(record_type)
+    name: str = "postmark"
+    methods: frozenset[str] = POST_ONLY
+    refuse_status: int = 400
+    retry_status: int | None = None
+    #: Constructor keywords as flat settings read them (``bounce.postmark.credentials``).
+    options: ClassVar[Mapping[str, str]] = {"credentials": "credentials", "realm": "str"}
 
-    def _bounce(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        _check(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
-        get = data.get
-        type_ = data["Type"]  # required fields are read by subscript: present, checked
-        server_id = get("ServerID")
-        return Bounce(
-            provider=self.name,
-            id=str(data["ID"]),
-            email=get("Email") or "",
-            kind=TYPE_KINDS.get(type_, BounceKind.UNKNOWN),
-            type=type_,
-            type_code=get("TypeCode"),
-            name=get("Name") or "",
-            description=get("Description") or "",
-            details=get("Details") or "",
-            tag=get("Tag") or "",
-            message_id=get("MessageID"),
-            message_stream=get("MessageStream"),
-            server_id=get("ServerId") if server_id is None else server_id,
-            from_address=get("From") or "",
-            subject=get("Subject") or "",
-            bounced_at=_timestamp(get("BouncedAt"), "BouncedAt"),
-            inactive=get("Inactive") is True,
-            # Absent in the oldest payloads and on Unsubscribe records: only a
-            # complaint is documented as not reactivatable.
-            can_activate=get("CanActivate") is not False,
-            dump_available=get("DumpAvailable") is True,
-            content=get("Content"),
-            metadata=get("Metadata") or EMPTY_MAPPING,
-            raw=data,
-            body=body,
+    def __init__(self, *, credentials: Iterable[str], realm: str = "bounce-middleware") -> None:
+        self.basic = BasicCredentials(credentials, realm=realm)
+
+    def authenticate(self, request: WebhookRequest) -> None:
+        """Check the HTTP Basic credentials; raise Unauthorized with a challenge."""
+        self.basic.check(request)
+
+    # The same check, run by the front before it reads the body.
+    check_headers = authenticate
+
+    def parse(self, request: WebhookRequest) -> Parsed:
+        """One event, or an acknowledged Delivery/Open/Click; PayloadError otherwise."""
+        return parse_postmark(request.body)
+
+
+def parse_postmark(body: bytes) -> Parsed:
+    """Parse one Postmark webhook body (old and new payload shapes)."""
+    data = load_json_object(body)
+    record_type = data.get("RecordType")
+    if record_type is None:
+        record_type = _legacy_record_type(data)
+    elif type(record_type) is not str:
+        raise PayloadError(
+            f"field RecordType must be a string, not {article(json_type(record_type))}"
         )
+    if record_type == "Bounce" or record_type == "SpamComplaint":
+        return Parsed((_bounce(data, body),))
+    if record_type == "SubscriptionChange":
+        return Parsed((_subscription_change(data, body),))
+    if record_type == "Inbound" or _is_inbound(data):
+        raise PayloadError("this is an inbound e-mail, not a bounce")
+    return Parsed(acknowledged=(record_type,))
 
-    def _subscription_change(self, data: Mapping[str, Any], body: bytes) -> Bounce:
-        _check(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
-        get = data.get
-        suppress: bool = data["SuppressSending"]
-        reason = get("SuppressionReason")
-        origin = get("Origin") or "Postmark"
-        if suppress:
-            kind = SUPPRESSION_KINDS.get(reason or "", BounceKind.SUPPRESSED)
-            description = f"Sending suppressed ({reason or 'no reason given'}) by {origin}"
-        else:
-            kind = BounceKind.SUBSCRIBE
-            description = f"Sending reactivated by {origin}"
-        return Bounce(
-            provider=self.name,
-            # SubscriptionChange carries no event id: the key is the body digest.
-            id=None,
-            email=data["Recipient"],
-            kind=kind,
-            type="SubscriptionChange",
-            name=reason or "",
-            description=description,
-            tag=get("Tag") or "",
-            message_id=get("MessageID"),
-            message_stream=get("MessageStream"),
-            server_id=get("ServerID"),
-            bounced_at=_timestamp(get("ChangedAt"), "ChangedAt"),
-            inactive=suppress,
-            can_activate=kind is not BounceKind.COMPLAINT,
-            metadata=get("Metadata") or EMPTY_MAPPING,
-            raw=data,
-            body=body,
-        )
+
+def _bounce(data: Mapping[str, Any], body: bytes) -> Bounce:
+    _check(data, BOUNCE_FIELDS, BOUNCE_REQUIRED)
+    get = data.get
+    type_ = data["Type"]  # required fields are read by subscript: present, checked
+    server_id = get("ServerID")
+    tag = get("Tag") or ""
+    return Bounce(
+        provider="postmark",
+        id=str(data["ID"]),
+        email=get("Email") or "",
+        kind=TYPE_KINDS.get(type_, BounceKind.UNKNOWN),
+        type=type_,
+        type_code=get("TypeCode"),
+        name=get("Name") or "",
+        description=get("Description") or "",
+        details=get("Details") or "",
+        tag=tag,
+        tags=(tag,) if tag else (),
+        message_id=get("MessageID"),
+        message_stream=get("MessageStream"),
+        server_id=get("ServerId") if server_id is None else server_id,
+        from_address=get("From") or "",
+        subject=get("Subject") or "",
+        bounced_at=_timestamp(get("BouncedAt"), "BouncedAt"),
+        inactive=get("Inactive") is True,
+        # Absent in the oldest payloads and on Unsubscribe records: only a
+        # complaint is documented as not reactivatable.
+        can_activate=get("CanActivate") is not False,
+        dump_available=get("DumpAvailable") is True,
+        content=get("Content"),
+        metadata=get("Metadata") or EMPTY_MAPPING,
+        raw=data,
+        body=body,
+    )
+
+
+def _subscription_change(data: Mapping[str, Any], body: bytes) -> Bounce:
+    _check(data, SUBSCRIPTION_FIELDS, SUBSCRIPTION_REQUIRED)
+    get = data.get
+    suppress: bool = data["SuppressSending"]
+    reason = get("SuppressionReason")
+    tag = get("Tag") or ""
+    origin = get("Origin") or "Postmark"
+    if suppress:
+        kind = SUPPRESSION_KINDS.get(reason or "", BounceKind.SUPPRESSED)
+        description = f"Sending suppressed ({reason or 'no reason given'}) by {origin}"
+    else:
+        kind = BounceKind.SUBSCRIBE
+        description = f"Sending reactivated by {origin}"
+    return Bounce(
+        provider="postmark",
+        # SubscriptionChange carries no event id: the key is the body digest.
+        id=None,
+        email=data["Recipient"],
+        kind=kind,
+        type="SubscriptionChange",
+        name=reason or "",
+        description=description,
+        tag=tag,
+        tags=(tag,) if tag else (),
+        message_id=get("MessageID"),
+        message_stream=get("MessageStream"),
+        server_id=get("ServerID"),
+        bounced_at=_timestamp(get("ChangedAt"), "ChangedAt"),
+        inactive=suppress,
+        can_activate=kind is not BounceKind.COMPLAINT,
+        metadata=get("Metadata") or EMPTY_MAPPING,
+        raw=data,
+        body=body,
+    )

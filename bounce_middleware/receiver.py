@@ -1,0 +1,334 @@
+"""The sans-IO core: a :class:`WebhookRequest` in, an :class:`Answer` out.
+
+Every front (the WSGI middleware, the ASGI one) checks the path, reads the
+body under the cap and hands the request here; routing, authentication,
+parsing, rejection records and delivery are this module's, tested once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+
+from .answer import HANDLER_FAILED, Answer
+from .batch import deliver_batch
+from .delivery import deliver
+from .errors import (
+    ConfigurationError,
+    PayloadError,
+    StoreUnavailable,
+    TemporaryFailure,
+    Unauthorized,
+)
+from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc, make_handler
+from .model import Bounce, BounceKind
+from .providers.base import Parsed, Provider, Rejection
+from .request import WebhookRequest
+from .scope import DeliveryScope
+from .store import DEFAULT_LEASE_SECONDS, Store, check_store
+from .text import loggable
+
+logger = logging.getLogger("bounce_middleware")
+
+#: SendGrid batches reach 768 KB, Mandrill's 1,000 events; Postmark's bodies are a few KiB.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+#: Every provider's first retry comes later than this anyway.
+DEFAULT_RETRY_AFTER = 60
+
+NOT_FOUND = Answer(404, "no webhook route here")
+NOT_AUTHENTICATED = Answer(401, "not authenticated")
+_PROVIDER_METHODS = ("name", "methods", "refuse_status", "retry_status", "authenticate", "parse")
+
+
+class Receiver:
+    """Routes, handlers and a store: answers every request to a webhook route.
+
+    ``routes`` maps each path to its provider. The fronts own one and keep
+    the pass-through check to one lookup in :attr:`routes`.
+    """
+
+    __slots__ = (
+        "routes",
+        "store",
+        "handlers",
+        "max_body_size",
+        "retry_after",
+        "lease_seconds",
+        "scope",
+        "_unavailable",
+        "_busy",
+        "_retry",
+        "_unauthorized",
+    )
+
+    def __init__(
+        self,
+        routes: Mapping[str, Provider],
+        *,
+        handlers: Iterable[HandlerFunc | TransactionalHandlerFunc | Handler] = (),
+        store: Store | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        scope: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
+        if not routes:
+            raise ConfigurationError("no routes configured: give routes={path: provider}")
+        for path, provider in routes.items():
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigurationError(f"a route's path must start with '/', got {path!r}")
+            missing = [m for m in _PROVIDER_METHODS if not hasattr(provider, m)]
+            if missing:
+                raise ConfigurationError(
+                    f"route {path!r}: {type(provider).__name__} is not a provider "
+                    f"(it lacks {', '.join(missing)})"
+                )
+        if max_body_size < 1:
+            raise ConfigurationError("max_body_size must be a positive number of bytes")
+        if not lease_seconds > 0:
+            # A lease of 0 would let a redelivery run the handlers of a running delivery.
+            raise ConfigurationError("lease_seconds must be a positive number of seconds")
+        if retry_after < 0:
+            raise ConfigurationError("retry_after must be a number of seconds, 0 or more")
+        if store is not None:
+            check_store(store)
+        self.routes: dict[str, Provider] = dict(routes)
+        self.store = store
+        self.max_body_size = max_body_size
+        self.retry_after = retry_after
+        self.lease_seconds = lease_seconds
+        self.scope = scope
+        retry = (("Retry-After", str(retry_after)),)
+        self._unavailable = Answer(503, "the bounce store is unavailable; retry later", retry)
+        self._busy = Answer(503, "this event is being processed; retry later", retry)
+        self._retry = retry
+        # One 401 per challenge, built once: the answer to a refused request costs nothing.
+        self._unauthorized: dict[str | None, Answer] = {None: NOT_AUTHENTICATED}
+        self.handlers: list[Handler] = []
+        for handler in handlers:
+            self.add_handler(handler)
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """The configured providers by name (a provider on several routes appears once)."""
+        return {provider.name: provider for provider in self.routes.values()}
+
+    def add_handler(
+        self,
+        func: HandlerFunc | TransactionalHandlerFunc | Handler,
+        *,
+        kinds: Iterable[BounceKind | str] | None = None,
+        name: str | None = None,
+    ) -> Handler:
+        """Register a handler, optionally for some kinds only; names must be unique."""
+        handler = make_handler(func, kinds=kinds, name=name)
+        if any(h.name == handler.name for h in self.handlers):
+            raise ConfigurationError(
+                f"a handler named {handler.name!r} is already registered; "
+                "pass name=... to register another with the same function"
+            )
+        self.handlers.append(handler)
+        return handler
+
+    def answer(self, request: WebhookRequest) -> Answer:
+        """Authenticate, parse and dispatch one request to a route, and answer it."""
+        provider = self.routes.get(request.path)
+        if provider is None:
+            return NOT_FOUND
+        answer = self._answer(provider, request)
+        retry_status = provider.retry_status
+        if retry_status is not None and answer.status >= 500:
+            # A provider that retries only on one status (Brevo: 429) gets that one.
+            return Answer(retry_status, answer.reason, answer.headers)
+        return answer
+
+    def precheck(self, request: WebhookRequest) -> Answer | None:
+        """Run the provider's body-less checks (``check_headers``) before the body is read.
+
+        Returns the 401 to answer, or None to go on reading the body.
+        """
+        provider = self.routes.get(request.path)
+        check = getattr(provider, "check_headers", None)
+        if check is None:
+            return None
+        try:
+            check(request)
+        except Unauthorized as exc:
+            return self._unauthenticated(provider, request, exc)  # type: ignore[arg-type]
+        return None
+
+    def _answer(self, provider: Provider, request: WebhookRequest) -> Answer:
+        try:
+            provider.authenticate(request)
+        except Unauthorized as exc:
+            return self._unauthenticated(provider, request, exc)
+        except TemporaryFailure as exc:
+            return self._retry_later(provider, exc)
+        answer = self._authenticated(provider, request)
+        hook = getattr(provider, "answered", None)
+        if hook is not None:
+            hook(request, answer.status)
+        return answer
+
+    def _authenticated(self, provider: Provider, request: WebhookRequest) -> Answer:
+        if request.method not in provider.methods:
+            allowed = ", ".join(sorted(provider.methods))
+            return Answer(405, f"only {allowed} is allowed here", (("Allow", allowed),))
+        try:
+            parsed = provider.parse(request)
+        except PayloadError as exc:
+            return self._refuse(provider, request.body, exc.reason)
+        except TemporaryFailure as exc:
+            return self._retry_later(provider, exc)
+        return self.dispatch_parsed(provider, parsed)
+
+    def dispatch_parsed(self, provider: Provider, parsed: Parsed) -> Answer:
+        """Keep a batch's refused events, dispatch its events, and answer for them all."""
+        if parsed.rejected:
+            failure = self._keep_rejections(provider, parsed.rejected)
+            if failure is not None:
+                return failure
+        if parsed.events:
+            return self.dispatch(parsed.events)
+        if parsed.handshake:
+            logger.info("%s handshake answered -> 200", provider.name)
+            return Answer(200, parsed.handshake)
+        if parsed.rejected:
+            return Answer(200, f"{len(parsed.rejected)} events refused and kept for replay")
+        return _acknowledged(parsed.acknowledged)
+
+    def dispatch(self, events: Bounce | Sequence[Bounce]) -> Answer:
+        """Run the handlers for parsed events (through the store, if any) and answer.
+
+        Everything runs inside ``scope()`` when one was given, left and entered
+        again after a handler fails.
+        """
+        if isinstance(events, Bounce):
+            events = (events,)
+        label = events[0].key if len(events) == 1 else f"batch of {len(events)}"
+        scope = DeliveryScope(self.scope, label)
+        if not scope.enter():
+            return HANDLER_FAILED
+        deliver_one = deliver if len(events) == 1 else None
+        try:
+            if deliver_one is not None:
+                return deliver_one(
+                    events[0],
+                    self.handlers,
+                    self.store,
+                    scope,
+                    lease_seconds=self.lease_seconds,
+                    unavailable=self._unavailable,
+                    busy=self._busy,
+                )
+            return deliver_batch(
+                events,
+                self.handlers,
+                self.store,
+                scope,
+                lease_seconds=self.lease_seconds,
+                unavailable=self._unavailable,
+                busy=self._busy,
+            )
+        finally:
+            # Whatever the scope's exit does, the answer stands: the store has it recorded.
+            scope.close()
+
+    def _unauthenticated(
+        self, provider: Provider, request: WebhookRequest, exc: Unauthorized
+    ) -> Answer:
+        if exc.keep:
+            # Authentic but not authorised (an SNS topic nobody configured): the provider
+            # counts a 4xx as delivered and never sends it again, so keep it.
+            logger.error(
+                "%s webhook refused: %s -> 401; configure it to accept these",
+                provider.name,
+                loggable(exc.reason),
+            )
+            kept = self._keep(provider, request.body, exc.reason, 401)
+            if kept is not None:
+                return kept
+        else:
+            logger.warning("%s webhook refused: %s -> 401", provider.name, loggable(exc.reason))
+        answer = self._unauthorized.get(exc.challenge)
+        if answer is None:
+            answer = Answer(
+                401, "authentication required", (("WWW-Authenticate", exc.challenge or ""),)
+            )
+            self._unauthorized[exc.challenge] = answer
+        return answer
+
+    def _retry_later(self, provider: Provider, exc: TemporaryFailure) -> Answer:
+        logger.error("%s webhook: %s -> 503", provider.name, loggable(exc.reason))
+        return Answer(503, "temporarily unable to process this request; retry later", self._retry)
+
+    def _refuse(self, provider: Provider, body: bytes, reason: str) -> Answer:
+        """Answer an authenticated body the parser refused, keeping it in the store.
+
+        Nothing authenticated is dropped: the store keeps the body and reason as
+        a rejected record (``bounce-middleware list --rejected``, ``replay``). If
+        the store cannot, the answer is 503 so that the provider retries.
+        Without a store one ERROR line says what was lost, and why.
+        """
+        failure = self._keep(provider, body, reason, provider.refuse_status)
+        return failure if failure is not None else Answer(provider.refuse_status, reason)
+
+    def _keep_rejections(self, provider: Provider, rejected: Sequence[Rejection]) -> Answer | None:
+        for rejection in rejected:
+            failure = self._keep(provider, rejection.body, rejection.reason, 200)
+            if failure is not None:
+                return failure
+        return None
+
+    def _keep(self, provider: Provider, body: bytes, reason: str, status: int) -> Answer | None:
+        """Keep a refused body as a rejected record; the 503 to answer if the store cannot."""
+        store = self.store
+        shown = loggable(reason)
+        if store is None:
+            logger.error(
+                "authenticated %s webhook refused and not kept (no store configured): %s -> %d",
+                provider.name,
+                shown,
+                status,
+            )
+            return None
+        scope = DeliveryScope(self.scope, f"{provider.name}:rejected")
+        try:
+            if not scope.enter():
+                raise StoreUnavailable("the delivery scope could not be entered")
+            key = store.reject(provider.name, body, reason)
+        except StoreUnavailable as exc:
+            logger.error(
+                "authenticated %s webhook refused (%s) and the store could not keep it (%s) -> 503",
+                provider.name,
+                shown,
+                loggable(exc),
+            )
+            return self._unavailable
+        finally:
+            scope.close()
+        logger.warning(
+            "bounce webhook refused: %s -> %d; kept as rejected record %s",
+            shown,
+            status,
+            loggable(key),
+        )
+        return None
+
+
+def _acknowledged(record_types: tuple[str, ...]) -> Answer:
+    # The record type comes from the body: name it only when it looks like one.
+    names = sorted(
+        {
+            n if n.isascii() and n.isalnum() and len(n) <= 40 else "unrecognised"
+            for n in record_types
+        }
+    )
+    shown = ", ".join(names) if names else "empty"
+    logger.info("%s record acknowledged, not dispatched -> 200", shown)
+    return Answer(200, f"ignored: {shown} records are not bounces")
+
+
+def _looks_like_a_name(text: str) -> bool:
+    return text.isascii() and text.isalnum() and len(text) <= 40
