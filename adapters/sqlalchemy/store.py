@@ -11,17 +11,19 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from bounce_middleware.errors import StoreUnavailable
-from bounce_middleware.model import Bounce, BounceKind, fold_address
+from bounce_middleware.model import Bounce, BounceKind
 from bounce_middleware.store import (
     Claim,
     ClaimState,
     Record,
+    Settlement,
     new_token,
     rejection_key,
     storable,
     unavailable,
 )
 
+from .batch import claim_many, event_row, settle_many
 from .records import event_records, rejected_records
 from .sessions import SessionFactory, insert_missing, rowcount, session_factory, session_scope
 from .tables import BounceEvent, CompletedHandler, Rejection, now
@@ -56,24 +58,10 @@ class SQLAlchemyStore:
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
-        key = storable(bounce.key)
         token = new_token()
         started = time.time()
-        email = storable(bounce.email)
-        event = {
-            "key": key,
-            "provider": storable(bounce.provider),
-            "email": email,
-            "email_key": fold_address(email),
-            "kind": bounce.kind.value,
-            "type": storable(bounce.type),
-            "received_at": now(),
-            "finished": False,
-            "attempts": 1,
-            "lease_token": token,
-            "lease_until": started + lease_seconds,
-            "body": bounce.body,
-        }
+        event = event_row(bounce, token, started, lease_seconds)
+        key = event["key"]
         try:
             with session_scope(self._factory) as session:
                 if insert_missing(session, BounceEvent, [event], ["key"]):
@@ -110,6 +98,14 @@ class SQLAlchemyStore:
         if finished:
             return Claim(bounce.key, ClaimState.DONE, completed)
         return Claim(bounce.key, ClaimState.BUSY, completed)
+
+    def claim_many(self, bounces: Sequence[Bounce], *, lease_seconds: float) -> list[Claim]:
+        """:meth:`claim` each of ``bounces`` in one transaction (see :mod:`.batch`)."""
+        try:
+            with session_scope(self._factory) as session:
+                return claim_many(session, bounces, lease_seconds=lease_seconds)
+        except sa_exc.SQLAlchemyError as exc:
+            raise unavailable(f"{_WHERE}: claim_many", exc) from None
 
     def complete(
         self,
@@ -151,6 +147,15 @@ class SQLAlchemyStore:
                 _release(session, claim, finished=finished)
         except sa_exc.SQLAlchemyError as exc:
             raise unavailable(f"{_WHERE}: release", exc) from None
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """:meth:`complete` each settlement's handlers and :meth:`release` its claim,
+        in one transaction."""
+        try:
+            with session_scope(self._factory) as session:
+                settle_many(session, settlements)
+        except sa_exc.SQLAlchemyError as exc:
+            raise unavailable(f"{_WHERE}: settle_many", exc) from None
 
     def records(
         self,

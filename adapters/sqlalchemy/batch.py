@@ -1,0 +1,263 @@
+"""Batches: many events claimed in one transaction, many claims settled in one.
+
+A claim of a batch ends as :meth:`SQLAlchemyStore.claim` would end it, but
+with a few statements for the whole batch instead of a transaction per event:
+the new events are inserted many rows to a statement (``ON CONFLICT DO
+NOTHING`` where the dialect has it, so the unique key still decides between
+concurrent deliveries), one ``SELECT`` tells which rows this batch inserted,
+and only the events seen before get the single claim's conditional lease
+``UPDATE``.
+
+Each event of a batch gets two random tokens: one written with the row if it
+is new, one written by the lease ``UPDATE`` if the event is resumed. Reading
+the rows back then says, without relying on any driver's row counts, which
+events this batch recorded (``NEW``), took over (``RESUMED``) or left to
+another delivery (``BUSY``, ``DONE``).
+
+Rows and keys are written in key order, so that two batches sharing events
+take their row locks in the same order and never deadlock (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from bounce_middleware.model import Bounce, fold_address
+from bounce_middleware.store import Claim, ClaimState, Settlement, new_token, storable
+
+from .sessions import dialect_of, insert_missing
+from .tables import BounceEvent, CompletedHandler, metadata, now
+
+__all__ = ["claim_many", "event_row", "settle_many"]
+
+#: Rows per multi-row ``INSERT`` and keys per ``IN (...)``: well under every
+#: database's limit of bound parameters (PostgreSQL 65,535; SQLite 32,766).
+CHUNK = 500
+# SQLite before 3.32 allows 999 parameters to a statement.
+_OLD_SQLITE_PARAMETERS = 999
+
+# The tables themselves: executemany UPDATEs are Core statements (an ORM-enabled one
+# with several parameter sets would be an ORM bulk UPDATE by primary key).
+_events = metadata.tables[BounceEvent.__tablename__]
+_handlers = metadata.tables[CompletedHandler.__tablename__]
+
+
+def event_row(bounce: Bounce, token: str, started: float, lease_seconds: float) -> dict[str, Any]:
+    """The ``bounce_events`` row recording ``bounce``, leased to ``token`` (a new event)."""
+    email = storable(bounce.email)
+    return {
+        "key": storable(bounce.key),
+        "provider": storable(bounce.provider),
+        "email": email,
+        "email_key": fold_address(email),
+        "kind": bounce.kind.value,
+        "type": storable(bounce.type),
+        "received_at": now(),
+        "finished": False,
+        "attempts": 1,
+        "lease_token": token,
+        "lease_until": started + lease_seconds,
+        "body": bounce.body,
+    }
+
+
+def claim_many(
+    session: orm.Session, bounces: Sequence[Bounce], *, lease_seconds: float
+) -> list[Claim]:
+    """:meth:`SQLAlchemyStore.claim` each of ``bounces``, in ``session``'s transaction."""
+    started = time.time()
+    rows: dict[str, dict[str, Any]] = {}
+    for bounce in bounces:
+        key = storable(bounce.key)
+        if key not in rows:  # a repeated key is claimed once (see _claims)
+            rows[key] = event_row(bounce, new_token(), started, lease_seconds)
+    keys = sorted(rows)
+    _insert_events(session, rows, keys)
+    tokens = _tokens(session, keys)
+    new = {key for key in keys if tokens.get(key) == rows[key]["lease_token"]}
+    seen = [key for key in keys if key not in new]
+    resumed: dict[str, str] = {}
+    finished: dict[str, bool] = {}
+    completed: dict[str, frozenset[str]] = {}
+    if seen:
+        resumed = {key: new_token() for key in seen}
+        # The single claim's takeover: an unfinished event whose lease is free or expired.
+        take = (
+            sa.update(_events)
+            .where(
+                _events.c.key == sa.bindparam("event_key"),
+                _events.c.finished.is_(False),
+                sa.or_(_events.c.lease_until.is_(None), _events.c.lease_until <= started),
+            )
+            .values(
+                lease_token=sa.bindparam("token"),
+                lease_until=started + lease_seconds,
+                attempts=_events.c.attempts + 1,
+            )
+        )
+        session.execute(take, [{"event_key": key, "token": resumed[key]} for key in seen])
+        tokens, finished = _states(session, seen)
+        completed = _completed(session, seen)
+    return _claims(bounces, rows, new, resumed, tokens, finished, completed)
+
+
+def _claims(
+    bounces: Sequence[Bounce],
+    rows: Mapping[str, Mapping[str, Any]],
+    new: set[str],
+    resumed: Mapping[str, str],
+    tokens: Mapping[str, str | None],
+    finished: Mapping[str, bool],
+    completed: Mapping[str, frozenset[str]],
+) -> list[Claim]:
+    """The claim of each bounce, in their order; a key met again in the batch is
+    ``BUSY`` behind its first claim (or ``DONE`` with it), as a second claim would be."""
+    claims: list[Claim] = []
+    first: dict[str, Claim] = {}
+    for bounce in bounces:
+        key = storable(bounce.key)
+        earlier = first.get(key)
+        if earlier is not None:
+            state = ClaimState.BUSY if earlier.runs_handlers else earlier.state
+            claims.append(Claim(bounce.key, state, earlier.completed))
+            continue
+        done = completed.get(key, frozenset())
+        if key in new:
+            claim = Claim(bounce.key, ClaimState.NEW, frozenset(), str(rows[key]["lease_token"]))
+        elif key in resumed and tokens.get(key) == resumed[key]:
+            claim = Claim(bounce.key, ClaimState.RESUMED, done, resumed[key])
+        elif finished.get(key, False):
+            claim = Claim(bounce.key, ClaimState.DONE, done)
+        else:
+            claim = Claim(bounce.key, ClaimState.BUSY, done)
+        first[key] = claim
+        claims.append(claim)
+    return claims
+
+
+def settle_many(session: orm.Session, settlements: Sequence[Settlement]) -> None:
+    """For each settlement, :meth:`SQLAlchemyStore.complete` its handlers and
+    :meth:`SQLAlchemyStore.release` its claim, in ``session``'s transaction."""
+    if not settlements:
+        return
+    when = now()
+    done = sorted(
+        {(storable(s.claim.key), handler) for s in settlements for handler in s.completed}
+    )
+    size = _rows_per_insert(session, len(_handlers.columns))
+    for chunk in _chunks(done, size):
+        rows = [{"event_key": key, "handler": name, "completed_at": when} for key, name in chunk]
+        insert_missing(session, CompletedHandler, rows, ["event_key", "handler"])
+    held = _events.c.lease_token == sa.bindparam("token")
+    ends = sa.bindparam("ends", type_=sa.Boolean)
+    # One statement for both kinds of release, so that every event row is locked in key
+    # order. A finished event is marked so whoever holds its lease; a lease is freed only
+    # by its own claim. lease_until first: MySQL assigns SET columns left to right.
+    release = (
+        sa.update(_events)
+        .where(_events.c.key == sa.bindparam("event_key"), sa.or_(ends, held))
+        .ordered_values(
+            (_events.c.lease_until, sa.case((held, None), else_=_events.c.lease_until)),
+            (_events.c.lease_token, sa.case((held, None), else_=_events.c.lease_token)),
+            (_events.c.finished, sa.or_(_events.c.finished, ends)),
+        )
+    )
+    finishing: dict[str, bool] = {}
+    tokens: dict[str, str] = {}
+    for settlement in settlements:
+        key = storable(settlement.claim.key)
+        finishing[key] = finishing.get(key, False) or settlement.finished
+        tokens.setdefault(key, settlement.claim.token)
+    params = [{"event_key": k, "token": tokens[k], "ends": finishing[k]} for k in sorted(tokens)]
+    session.execute(release, params)
+
+
+def _insert_events(session: orm.Session, rows: dict[str, dict[str, Any]], keys: list[str]) -> None:
+    """Insert the ``rows`` (by key, in the batch's order) whose key is not stored yet.
+
+    Listed as if claimed one by one, the batch's rows get ids in the batch's
+    order. On PostgreSQL they are inserted in key order all the same, with ids
+    taken from the table's sequence beforehand: two batches that share events,
+    listed in different orders, then wait for each other instead of deadlocking.
+    """
+    order: Sequence[str] = list(rows)
+    if dialect_of(session, BounceEvent) == "postgresql":
+        ids = _next_ids(session, len(rows))
+        if ids is not None:
+            for key, row_id in zip(order, ids, strict=True):
+                rows[key]["id"] = row_id
+            order = keys
+    size = _rows_per_insert(session, len(_events.columns))
+    for chunk in _chunks(order, size):
+        insert_missing(session, BounceEvent, [rows[key] for key in chunk], ["key"])
+
+
+def _next_ids(session: orm.Session, count: int) -> list[int] | None:
+    """``count`` ids from the sequence of ``bounce_events.id``, ascending (PostgreSQL);
+    None when the column has no sequence of its own (a table made by hand)."""
+    table = session.get_bind(mapper=sa.inspect(BounceEvent)).dialect.identifier_preparer
+    found = session.execute(
+        sa.text(
+            "SELECT nextval(pg_get_serial_sequence(:table, :column)) "
+            "FROM generate_series(1, :count)"
+        ),
+        {"table": table.format_table(_events), "column": _events.c.id.name, "count": count},
+    ).scalars()
+    ids = list(found)
+    if None in ids:
+        return None
+    return sorted(ids)
+
+
+def _tokens(session: orm.Session, keys: Sequence[str]) -> dict[str, str | None]:
+    """The lease token of each stored event of ``keys``."""
+    tokens: dict[str, str | None] = {}
+    for chunk in _chunks(keys, CHUNK):
+        query = sa.select(_events.c.key, _events.c.lease_token).where(_events.c.key.in_(chunk))
+        tokens.update((key, token) for key, token in session.execute(query))
+    return tokens
+
+
+def _states(
+    session: orm.Session, keys: Sequence[str]
+) -> tuple[dict[str, str | None], dict[str, bool]]:
+    """The lease token and whether finished, of each stored event of ``keys``."""
+    tokens: dict[str, str | None] = {}
+    finished: dict[str, bool] = {}
+    for chunk in _chunks(keys, CHUNK):
+        query = sa.select(_events.c.key, _events.c.lease_token, _events.c.finished).where(
+            _events.c.key.in_(chunk)
+        )
+        for key, token, done in session.execute(query):
+            tokens[key] = token
+            finished[key] = bool(done)
+    return tokens, finished
+
+
+def _completed(session: orm.Session, keys: Sequence[str]) -> dict[str, frozenset[str]]:
+    """The handlers recorded so far for each event of ``keys``."""
+    found: dict[str, set[str]] = {}
+    for chunk in _chunks(keys, CHUNK):
+        query = sa.select(_handlers.c.event_key, _handlers.c.handler).where(
+            _handlers.c.event_key.in_(chunk)
+        )
+        for key, handler in session.execute(query):
+            found.setdefault(key, set()).add(handler)
+    return {key: frozenset(names) for key, names in found.items()}
+
+
+def _rows_per_insert(session: orm.Session, columns: int) -> int:
+    if dialect_of(session, BounceEvent) == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
+        return max(1, _OLD_SQLITE_PARAMETERS // columns)
+    return CHUNK
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
