@@ -72,8 +72,14 @@ def column_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
     )
 
 
-def _insert(model: type[Model], skip: frozenset[str] = frozenset()) -> Insert:
-    fields = tuple(f for f in column_fields(model) if not f.primary_key and f.attname not in skip)
+def insert_statement(
+    model: type[Model], skip: frozenset[str] = frozenset(), *, with_pk: bool = False
+) -> Insert:
+    """The :class:`Insert` of ``model``'s columns but ``skip``; its primary key only
+    ``with_pk`` (rows then carry their ids)."""
+    fields = tuple(
+        f for f in column_fields(model) if (with_pk or not f.primary_key) and f.attname not in skip
+    )
     columns = ", ".join(quote(f.column) for f in fields)
     return Insert(
         head=f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES",
@@ -104,14 +110,14 @@ def statements(db: str) -> Statements | None:
         return None
     table = quote(BounceEvent._meta.db_table)
     key, token, expires, completed, finished = (
-        quote(_column(BounceEvent, name))
+        quote(column_of(BounceEvent, name))
         for name in ("key", "lease_token", "lease_expires", "completed", "finished")
     )
     held = f"WHERE {key} = %s AND {token} = %s"
     append = f"{completed} = {completed} || %s"
     return Statements(
-        claim=_insert(BounceEvent),
-        notices=_insert(BounceNotice, skip=frozenset({"shown_at"})),
+        claim=insert_statement(BounceEvent),
+        notices=insert_statement(BounceNotice, skip=frozenset({"shown_at"})),
         complete=f"UPDATE {table} SET {append} {held}",
         finish=f"UPDATE {table} SET {append}, {finished} = %s, {token} = '', {expires} = NULL "
         + held,
@@ -119,7 +125,9 @@ def statements(db: str) -> Statements | None:
     )
 
 
-def _column(model: type[Model], name: str) -> str | None:
+def column_of(model: type[Model], name: str) -> str | None:
+    """The column of field ``name`` in ``model``'s own table; None for a relation or a
+    parent model's field."""
     field = model._meta.get_field(name)
     # A column of this model's own table (not a relation, not a parent model's field).
     if getattr(field, "model", None) is not model:
@@ -130,7 +138,7 @@ def _column(model: type[Model], name: str) -> str | None:
 
 def _users(fold: str) -> str | None:
     user_model = get_user_model()
-    column = _column(user_model, user_model.get_email_field_name())
+    column = column_of(user_model, user_model.get_email_field_name())
     if column is None or user_model._meta.pk is None:
         return None  # e.g. the address lives in a parent model's table: the ORM joins it
     table = quote(user_model._meta.db_table)

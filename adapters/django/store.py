@@ -36,12 +36,13 @@ from bounce_middleware.store import (
     Claim,
     ClaimState,
     Record,
-    address_key,
+    Settlement,
     new_token,
     rejection_key,
     storable,
 )
 
+from .batch import claim_many, event_values, settle_many
 from .db import store_unavailable
 from .models import BounceEvent, RejectedRequest
 from .prepared import Statements, execute, statements
@@ -78,24 +79,8 @@ class DjangoStore:
         now = timezone.now()
         token = new_token()
         expires = now + timedelta(seconds=lease_seconds)
-        email = storable(bounce.email)
-        key = storable(bounce.key)
-        values: dict[str, Any] = {
-            "key": key,
-            "provider": storable(bounce.provider),
-            "email": email,
-            "email_key": address_key(email),
-            "kind": bounce.kind.value,
-            "type": storable(bounce.type),
-            "description": storable(bounce.description),
-            "body": bounce.body,
-            "received_at": now,
-            "completed": "",
-            "finished": False,
-            "attempts": 1,
-            "lease_token": token,
-            "lease_expires": expires,
-        }
+        values = event_values(bounce, token, now, expires)
+        key = values["key"]
         prepared = self._statements(db)
         try:
             if prepared is not None:
@@ -133,6 +118,14 @@ class DjangoStore:
                 return Claim(key, ClaimState.RESUMED, frozenset(completed_text.splitlines()), token)
             # Another delivery took it between our read and our update: read again.
         return Claim(key, ClaimState.BUSY, completed)
+
+    def claim_many(self, bounces: Sequence[Bounce], *, lease_seconds: float) -> list[Claim]:
+        """:meth:`claim` each of ``bounces`` in one transaction (see :mod:`.batch`)."""
+        db = self.db
+        try:
+            return claim_many(db, bounces, lease_seconds=lease_seconds, prepared=self.prepared)
+        except DatabaseError as exc:
+            raise store_unavailable(db, "claim_many", exc) from None
 
     def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
         """Record that one handler finished this event; ``finished`` also ends the claim.
@@ -185,6 +178,27 @@ class DjangoStore:
             self._update("release", claim, _finish(claim.token))
         else:
             self._update("release", claim, {"lease_expires": None, "lease_token": ""}, held=True)
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """:meth:`complete` each settlement's handlers and :meth:`release` its claim,
+        in one transaction.
+
+        Inside the caller's ``transaction.atomic()``, each is completed and released
+        in turn, with :meth:`complete`'s rule there: a completion whose lease was
+        taken over raises, so that the caller's transaction rolls back.
+        """
+        db = self.db
+        try:
+            if not connections[db].in_atomic_block:
+                settle_many(db, settlements, prepared=self.prepared)
+                return
+            with transaction.atomic(using=db):
+                for settlement in settlements:
+                    for handler in settlement.completed:
+                        self.complete(settlement.claim, handler)
+                    self.release(settlement.claim, finished=settlement.finished)
+        except DatabaseError as exc:
+            raise store_unavailable(db, "settle_many", exc) from None
 
     def _update(
         self, where: str, claim: Claim, changes: dict[str, Any], held: bool = False
