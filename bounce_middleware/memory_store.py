@@ -12,6 +12,7 @@ from .store import (
     Claim,
     ClaimState,
     Record,
+    Settlement,
     address_key,
     new_token,
     rejected_record,
@@ -90,23 +91,32 @@ class MemoryStore:
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
-        key = bounce.key
-        now = time.monotonic()
         with self._lock:
-            event = self._events.get(key)
-            if event is None:
-                event = self._events[key] = _MemoryEvent(bounce)
-                state = ClaimState.NEW
-            elif event.finished:
-                return Claim(key, ClaimState.DONE, frozenset(event.completed))
-            elif event.lease is not None and event.lease[1] > now:
-                return Claim(key, ClaimState.BUSY, frozenset(event.completed))
-            else:
-                state = ClaimState.RESUMED
-            token = new_token()
-            event.lease = (token, now + lease_seconds)
-            event.attempts += 1
-            return Claim(key, state, frozenset(event.completed), token)
+            return self._claim(bounce, time.monotonic(), lease_seconds)
+
+    def claim_many(self, bounces: Sequence[Bounce], *, lease_seconds: float) -> list[Claim]:
+        """:meth:`claim` each of ``bounces`` at once: no other call sees half of the batch."""
+        with self._lock:
+            now = time.monotonic()
+            return [self._claim(bounce, now, lease_seconds) for bounce in bounces]
+
+    def _claim(self, bounce: Bounce, now: float, lease_seconds: float) -> Claim:
+        # Called with the lock held.
+        key = bounce.key
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = _MemoryEvent(bounce)
+            state = ClaimState.NEW
+        elif event.finished:
+            return Claim(key, ClaimState.DONE, frozenset(event.completed))
+        elif event.lease is not None and event.lease[1] > now:
+            return Claim(key, ClaimState.BUSY, frozenset(event.completed))
+        else:
+            state = ClaimState.RESUMED
+        token = new_token()
+        event.lease = (token, now + lease_seconds)
+        event.attempts += 1
+        return Claim(key, state, frozenset(event.completed), token)
 
     def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
         """Record that one handler finished this event; ``finished`` also ends the claim."""
@@ -119,6 +129,15 @@ class MemoryStore:
         """End a claim; ``finished`` when every wanted handler has completed."""
         with self._lock:
             self._release(claim, finished=finished)
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """Record each settlement's completed handlers and end its claim, all at once."""
+        with self._lock:
+            # Every event looked up first: an unknown key changes nothing, as a rollback would.
+            events = [self._events[settlement.claim.key] for settlement in settlements]
+            for event, settlement in zip(events, settlements, strict=True):
+                event.completed.update(settlement.completed)
+                self._release(settlement.claim, finished=settlement.finished)
 
     def _release(self, claim: Claim, *, finished: bool) -> None:
         # Called with the lock held.

@@ -9,6 +9,9 @@ Several threads and several processes on one host (gunicorn workers, a
 - An event is recorded with ``INSERT ... ON CONFLICT (key) DO NOTHING`` inside
   a ``BEGIN IMMEDIATE`` transaction: the unique key, not a check-then-insert,
   decides which of two concurrent deliveries is first.
+- A batch is one transaction: ``claim_many`` reads the batch's stored rows in
+  one ``SELECT`` per 500 keys and writes with one ``executemany`` per kind of
+  write, ``settle_many`` likewise (see :mod:`bounce_middleware.sqlite_claims`).
 - A claim is a lease with an expiry and a random token. A worker that crashes
   while running handlers leaves a lease that a later delivery takes over once
   it has expired; a delivery only ever releases the lease it holds.
@@ -45,23 +48,23 @@ disk of the one host that runs them all, never on a network file system.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from . import sqlite_claims as claims
 from .errors import ConfigurationError
 from .model import Bounce, BounceKind
+from .sqlite_claims import timestamp
 from .sqlite_connections import SQLiteDatabase
 from .sqlite_schema import SCHEMA_VERSION
 from .store import (
     Claim,
-    ClaimState,
     Record,
+    Settlement,
     address_key,
     kind_of,
-    new_token,
     rejected_record,
     rejection_key,
     rejections_can_match,
@@ -137,70 +140,33 @@ class SQLiteStore:
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
         """Record the event if new and try to take the right to run its handlers."""
-        key = bounce.key
-        stored_key = storable(key)
-        email = storable(bounce.email)
-        token = new_token()
         with self._transaction(write=True) as conn:
             # Read the clock once the write lock is ours: waiting for it takes time.
-            now = time.time()
-            inserted = conn.execute(
-                """INSERT INTO bounce_event (key, provider, email, email_key, kind, type,
-                       received_at, attempts, body, lease_token, lease_expires)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
-                   ON CONFLICT (key) DO NOTHING""",
-                (
-                    stored_key,
-                    storable(bounce.provider),
-                    email,
-                    address_key(email),
-                    bounce.kind.value,
-                    storable(bounce.type),
-                    _timestamp(now),
-                    bounce.body,
-                    token,
-                    now + lease_seconds,
-                ),
-            ).rowcount
-            if inserted:
-                return Claim(key, ClaimState.NEW, frozenset(), token)
-            finished_at, lease_expires = conn.execute(
-                "SELECT finished_at, lease_expires FROM bounce_event WHERE key = ?", (stored_key,)
-            ).fetchone()
-            completed = frozenset(
-                name
-                for (name,) in conn.execute(
-                    "SELECT handler FROM bounce_completion WHERE key = ?", (stored_key,)
-                )
-            )
-            if finished_at is not None:
-                return Claim(key, ClaimState.DONE, completed)
-            if lease_expires is not None and lease_expires > now:
-                return Claim(key, ClaimState.BUSY, completed)
-            conn.execute(
-                """UPDATE bounce_event
-                   SET lease_token = ?, lease_expires = ?, attempts = attempts + 1
-                   WHERE key = ?""",
-                (token, now + lease_seconds, stored_key),
-            )
-            return Claim(key, ClaimState.RESUMED, completed, token)
+            return claims.claim(conn, bounce, now=time.time(), lease_seconds=lease_seconds)
 
     def complete(self, claim: Claim, handler: str, *, finished: bool = False) -> None:
         """Record that one handler finished this event; ``finished`` also ends the claim."""
         with self._transaction(write=True) as conn:
-            now = time.time()
-            conn.execute(
-                """INSERT INTO bounce_completion (key, handler, completed_at) VALUES (?, ?, ?)
-                   ON CONFLICT (key, handler) DO NOTHING""",
-                (storable(claim.key), storable(handler), _timestamp(now)),
-            )
-            if finished:
-                _release(conn, claim, finished_at=_timestamp(now))
+            claims.complete(conn, claim, handler, now=time.time(), finished=finished)
 
     def release(self, claim: Claim, *, finished: bool) -> None:
         """End a claim; ``finished`` when every wanted handler has completed."""
         with self._transaction(write=True) as conn:
-            _release(conn, claim, finished_at=_timestamp(time.time()) if finished else None)
+            claims.release(conn, claim, finished_at=timestamp(time.time()) if finished else None)
+
+    def claim_many(self, bounces: Sequence[Bounce], *, lease_seconds: float) -> list[Claim]:
+        """:meth:`claim` each of ``bounces``, in one transaction; the claims in their order."""
+        if not bounces:
+            return []
+        with self._transaction(write=True) as conn:
+            return claims.claim_many(conn, bounces, now=time.time(), lease_seconds=lease_seconds)
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """Record each settlement's completed handlers and end its claim, in one transaction."""
+        if not settlements:
+            return
+        with self._transaction(write=True) as conn:
+            claims.settle_many(conn, settlements, now=time.time())
 
     def records(
         self,
@@ -307,7 +273,7 @@ class SQLiteStore:
                 """INSERT INTO bounce_rejected (key, provider, reason, received_at, body)
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (key) DO NOTHING""",
-                (key, storable(provider), storable(reason), _timestamp(time.time()), body),
+                (key, storable(provider), storable(reason), timestamp(time.time()), body),
             )
         return key
 
@@ -317,7 +283,7 @@ class SQLiteStore:
             conn.execute(
                 """UPDATE bounce_rejected SET resolved_at = COALESCE(resolved_at, ?)
                    WHERE key = ?""",
-                (_timestamp(time.time()), storable(key)),
+                (timestamp(time.time()), storable(key)),
             )
 
     # -- life cycle ---------------------------------------------------------
@@ -337,19 +303,3 @@ class SQLiteStore:
         Call it when no other thread is using the store any more.
         """
         self._db.close()
-
-
-def _release(conn: sqlite3.Connection, claim: Claim, *, finished_at: str | None) -> None:
-    # SET expressions all see the row as it was, so the token test holds for both.
-    conn.execute(
-        """UPDATE bounce_event
-           SET finished_at = COALESCE(finished_at, ?),
-               lease_token = CASE WHEN lease_token = ? THEN NULL ELSE lease_token END,
-               lease_expires = CASE WHEN lease_token = ? THEN NULL ELSE lease_expires END
-           WHERE key = ?""",
-        (finished_at, claim.token, claim.token, storable(claim.key)),
-    )
-
-
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
