@@ -23,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,6 +68,20 @@ def event_row(bounce: Bounce, token: str, started: float, lease_seconds: float) 
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One stored event as a batch reads it."""
+
+    token: str | None
+    finished: bool
+    lease_until: float | None
+    completed: frozenset[str]
+
+    def takeable(self, moment: float) -> bool:
+        """Unfinished, its lease free or expired at ``moment``."""
+        return not self.finished and (self.lease_until is None or self.lease_until <= moment)
+
+
 def claim_many(
     session: orm.Session, bounces: Sequence[Bounce], *, lease_seconds: float
 ) -> list[Claim]:
@@ -75,19 +90,18 @@ def claim_many(
     rows: dict[str, dict[str, Any]] = {}
     for bounce in bounces:
         key = storable(bounce.key)
-        if key not in rows:  # a repeated key is claimed once (see _claims)
+        if key not in rows:  # keys the store keeps alike are claimed once (see _claims)
             rows[key] = event_row(bounce, new_token(), started, lease_seconds)
+    if not rows:
+        return []
     keys = sorted(rows)
     _insert_events(session, rows, keys)
-    tokens = _tokens(session, keys)
-    new = {key for key in keys if tokens.get(key) == rows[key]["lease_token"]}
-    seen = [key for key in keys if key not in new]
-    resumed: dict[str, str] = {}
-    finished: dict[str, bool] = {}
-    completed: dict[str, frozenset[str]] = {}
-    if seen:
-        resumed = {key: new_token() for key in seen}
-        # The single claim's takeover: an unfinished event whose lease is free or expired.
+    stored = _read(session, keys)
+    new = {k for k in keys if k in stored and stored[k].token == rows[k]["lease_token"]}
+    # The single claim's takeover, tried only where it may succeed.
+    free = [k for k in keys if k in stored and k not in new and stored[k].takeable(started)]
+    resumed = {key: new_token() for key in free}
+    if free:
         take = (
             sa.update(_events)
             .where(
@@ -101,10 +115,10 @@ def claim_many(
                 attempts=_events.c.attempts + 1,
             )
         )
-        session.execute(take, [{"event_key": key, "token": resumed[key]} for key in seen])
-        tokens, finished = _states(session, seen)
-        completed = _completed(session, seen)
-    return _claims(bounces, rows, new, resumed, tokens, finished, completed)
+        session.execute(take, [{"event_key": key, "token": resumed[key]} for key in free])
+        # Read again: a delivery whose lease expired may have completed a handler meanwhile.
+        stored.update(_read(session, free))
+    return _claims(bounces, rows, new, resumed, stored)
 
 
 def _claims(
@@ -112,9 +126,7 @@ def _claims(
     rows: Mapping[str, Mapping[str, Any]],
     new: set[str],
     resumed: Mapping[str, str],
-    tokens: Mapping[str, str | None],
-    finished: Mapping[str, bool],
-    completed: Mapping[str, frozenset[str]],
+    stored: Mapping[str, _Stored],
 ) -> list[Claim]:
     """The claim of each bounce, in their order; a key met again in the batch is
     ``BUSY`` behind its first claim (or ``DONE`` with it), as a second claim would be."""
@@ -127,15 +139,16 @@ def _claims(
             state = ClaimState.BUSY if earlier.runs_handlers else earlier.state
             claims.append(Claim(bounce.key, state, earlier.completed))
             continue
-        done = completed.get(key, frozenset())
+        # A row deleted meanwhile (by hand) is busy, as for claim(): the retry inserts it.
+        event = stored.get(key, _Stored(None, False, None, frozenset()))
         if key in new:
             claim = Claim(bounce.key, ClaimState.NEW, frozenset(), str(rows[key]["lease_token"]))
-        elif key in resumed and tokens.get(key) == resumed[key]:
-            claim = Claim(bounce.key, ClaimState.RESUMED, done, resumed[key])
-        elif finished.get(key, False):
-            claim = Claim(bounce.key, ClaimState.DONE, done)
+        elif key in resumed and event.token == resumed[key]:
+            claim = Claim(bounce.key, ClaimState.RESUMED, event.completed, resumed[key])
+        elif event.finished:
+            claim = Claim(bounce.key, ClaimState.DONE, event.completed)
         else:
-            claim = Claim(bounce.key, ClaimState.BUSY, done)
+            claim = Claim(bounce.key, ClaimState.BUSY, event.completed)
         first[key] = claim
         claims.append(claim)
     return claims
@@ -215,41 +228,27 @@ def _next_ids(session: orm.Session, count: int) -> list[int] | None:
     return sorted(ids)
 
 
-def _tokens(session: orm.Session, keys: Sequence[str]) -> dict[str, str | None]:
-    """The lease token of each stored event of ``keys``."""
-    tokens: dict[str, str | None] = {}
+def _read(session: orm.Session, keys: Sequence[str]) -> dict[str, _Stored]:
+    """The stored events of ``keys``, each with the handlers it completed (one query a chunk)."""
+    found: dict[str, tuple[str | None, bool, float | None, set[str]]] = {}
+    joined = _events.outerjoin(_handlers, _handlers.c.event_key == _events.c.key)
     for chunk in _chunks(keys, CHUNK):
-        query = sa.select(_events.c.key, _events.c.lease_token).where(_events.c.key.in_(chunk))
-        tokens.update((key, token) for key, token in session.execute(query))
-    return tokens
-
-
-def _states(
-    session: orm.Session, keys: Sequence[str]
-) -> tuple[dict[str, str | None], dict[str, bool]]:
-    """The lease token and whether finished, of each stored event of ``keys``."""
-    tokens: dict[str, str | None] = {}
-    finished: dict[str, bool] = {}
-    for chunk in _chunks(keys, CHUNK):
-        query = sa.select(_events.c.key, _events.c.lease_token, _events.c.finished).where(
-            _events.c.key.in_(chunk)
+        query = (
+            sa.select(
+                _events.c.key,
+                _events.c.lease_token,
+                _events.c.finished,
+                _events.c.lease_until,
+                _handlers.c.handler,
+            )
+            .select_from(joined)
+            .where(_events.c.key.in_(chunk))
         )
-        for key, token, done in session.execute(query):
-            tokens[key] = token
-            finished[key] = bool(done)
-    return tokens, finished
-
-
-def _completed(session: orm.Session, keys: Sequence[str]) -> dict[str, frozenset[str]]:
-    """The handlers recorded so far for each event of ``keys``."""
-    found: dict[str, set[str]] = {}
-    for chunk in _chunks(keys, CHUNK):
-        query = sa.select(_handlers.c.event_key, _handlers.c.handler).where(
-            _handlers.c.event_key.in_(chunk)
-        )
-        for key, handler in session.execute(query):
-            found.setdefault(key, set()).add(handler)
-    return {key: frozenset(names) for key, names in found.items()}
+        for key, token, finished, lease_until, handler in session.execute(query):
+            row = found.setdefault(key, (token, bool(finished), lease_until, set()))
+            if handler is not None:
+                row[3].add(handler)
+    return {key: _Stored(t, f, u, frozenset(h)) for key, (t, f, u, h) in found.items()}
 
 
 def _rows_per_insert(session: orm.Session, columns: int) -> int:
