@@ -1,4 +1,4 @@
-"""Amazon SES (SNS) notifications into Bounce objects, and the provider's construction.
+"""Amazon SES (SNS) notifications into Bounce objects: the mapping table, fields, refusals.
 
 Everything here calls the provider directly, with the TEST certificate served by
 an injected fetcher (never the network). Authentication is in
