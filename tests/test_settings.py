@@ -101,6 +101,9 @@ def test_a_route_to_an_unknown_provider_names_it() -> None:
         ({"bounce.max_body_size": "1MB"}, "'bounce.max_body_size' is invalid"),
         ({"bounce.max_body_size": True}, "'bounce.max_body_size' is invalid"),
         ({"bounce.lease_seconds": "soon"}, "'bounce.lease_seconds' is invalid"),
+        ({"bounce.max_body_size": "0"}, "'bounce.max_body_size' is invalid: expected a positive"),
+        ({"bounce.retry_after": -1}, "'bounce.retry_after' is invalid: expected a number of"),
+        ({"bounce.lease_seconds": "nan"}, "'bounce.lease_seconds' is invalid: expected a positive"),
         ({"bounce.handlers": "nonexistent_module_xyz.handler"}, "'bounce.handlers' is invalid"),
         ({"bounce.handlers": "tests.settings_handlers:missing"}, "has no attribute"),
         ({"bounce.handlers": "tests.settings_handlers:remember."}, "is not a dotted name"),
@@ -192,11 +195,11 @@ def test_resolve_passes_objects_through_and_imports_names() -> None:
 
 
 def flask_spelling(key: str) -> str:
-    return "BOUNCE_" + key.upper()
+    return "BOUNCE_" + key.upper().replace(".", "_")
 
 
 def django_spelling(key: str) -> str:
-    return f'BOUNCE_MIDDLEWARE["{key.upper()}"]'
+    return "BOUNCE_MIDDLEWARE" + "".join(f'["{part.upper()}"]' for part in key.split("."))
 
 
 @pytest.mark.parametrize(

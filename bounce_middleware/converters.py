@@ -1,0 +1,159 @@
+"""Converters from settings values (strings from an ``.ini``, or typed values) to Python.
+
+Each raises ``TypeError``, ``ValueError`` or :class:`ConfigurationError` with a
+reason that never quotes a secret; the settings reader names the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .auth import credential_list
+from .errors import ConfigurationError
+from .model import BounceKind
+from .store import Store, open_store
+
+__all__ = [
+    "Converter",
+    "as_bool",
+    "as_credentials",
+    "as_float",
+    "as_int",
+    "as_kinds",
+    "as_list",
+    "as_store",
+    "resolve",
+]
+
+Converter = Callable[[Any], Any]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A whitespace/newline separated string, or an iterable, as a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, Iterable):
+        return list(value)
+    raise TypeError("expected a list or a whitespace-separated string")
+
+
+def as_int(value: Any) -> int:
+    """An integer, or a string of digits (``_`` allowed as in Python: ``1_048_576``)."""
+    if isinstance(value, bool):
+        raise TypeError("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().replace("_", "").isdigit():
+        return int(value.strip())
+    raise TypeError("expected a whole number")
+
+
+def as_float(value: Any) -> float:
+    """A number, or a string holding one."""
+    if isinstance(value, bool):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def as_bool(value: Any) -> bool:
+    """A bool, or one of true/false/yes/no/on/off/1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    raise TypeError("expected true or false")
+
+
+def resolve(value: Any) -> Any:
+    """Import ``package.module:attr`` or ``package.module.attr``; other values pass through.
+
+    Raises :class:`ConfigurationError` (never ``TypeError`` or ``ImportError``)
+    naming what could not be resolved.
+    """
+    if not isinstance(value, str):
+        return value
+    module_name, sep, attr = value.partition(":")
+    if sep:
+        return _getattr_path(_import(module_name, value), attr, value)
+    parts = value.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigurationError(f"{value!r} is not a dotted name")
+    # Without a colon the module/attribute boundary is unknown: try the longest module first.
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only "this candidate does not exist" means try a shorter one.
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+            continue
+        except Exception as exc:
+            # The module exists but fails to import (SyntaxError, its own ImportError...).
+            raise ConfigurationError(
+                f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return _getattr_path(module, ".".join(parts[split:]), value)
+    raise ConfigurationError(f"cannot import any module of {value!r}")
+
+
+def _import(module_name: str, value: str) -> Any:
+    if not module_name:
+        raise ConfigurationError(f"{value!r} is not a dotted name")
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _getattr_path(target: Any, attr: str, value: str) -> Any:
+    parts = attr.split(".")
+    if not all(parts):
+        raise ConfigurationError(f"{value!r} is not a dotted name")
+    for part in parts:
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(f"{value!r}: {target!r} has no attribute {part!r}") from None
+    return target
+
+
+def as_kinds(value: Any) -> frozenset[BounceKind]:
+    """Kind names (``hard soft``) as a set of :class:`BounceKind`."""
+    try:
+        return frozenset(BounceKind(str(k).strip()) for k in as_list(value))
+    except ValueError:
+        known = ", ".join(k.value for k in BounceKind)
+        raise TypeError(f"expected kind names among: {known}") from None
+
+
+def as_store(value: Any) -> Store:
+    """A store URL (``sqlite:///bounces.sqlite3``), a dotted name of a store, or a store."""
+    if isinstance(value, str) and ("://" in value or value.startswith("memory:")):
+        return open_store(value)
+    store = resolve(value)
+    # A class (whose instances have `claim`) or a factory function: call it.
+    if isinstance(store, type) or (callable(store) and not hasattr(store, "claim")):
+        store = store()
+    if not hasattr(store, "claim"):
+        raise TypeError("expected a store URL or a store object")
+    return store  # type: ignore[no-any-return]
+
+
+def as_credentials(value: Any) -> list[str]:
+    """``user:password`` entries (a list, or one whitespace/newline separated string), checked.
+
+    Errors name the entry's position and the problem, never the secret.
+    """
+    return credential_list(value)
