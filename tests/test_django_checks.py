@@ -19,6 +19,7 @@ from bounce_middleware.adapters.django.store import DjangoStore
 from bounce_middleware.adapters.django.wsgi import get_wsgi_application
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.model import BounceKind
+from bounce_middleware.samples.sendgrid import TEST_PUBLIC_KEY
 from tests.django_settings import WEBHOOK_PASSWORD
 
 GOOD: dict[str, Any] = {"PATH": "/postmark/bounce", "CREDENTIALS": [f"postmark:{WEBHOOK_PASSWORD}"]}
@@ -159,7 +160,154 @@ def test_e004_path_served_by_the_urlconf() -> None:
     with override_settings(BOUNCE_MIDDLEWARE={**GOOD, "PATH": "/account/"}):
         [message] = check_settings()
     assert message.id == "bounce_middleware.E004"
+    assert message.msg.startswith("BOUNCE_MIDDLEWARE[\"PATH\"] '/account/' is also served")
     assert "'account'" in message.msg
+
+
+def test_e004_every_route_path_served_by_the_urlconf() -> None:
+    routes = {"/account/": "postmark", "/hooks/sendgrid": "sendgrid", "/login/": "sendgrid"}
+    found = messages({**ROUTES, "ROUTES": routes})
+    assert [id for id, _ in found] == ["bounce_middleware.E004"] * 2
+    assert found[0][1].startswith(
+        "BOUNCE_MIDDLEWARE[\"ROUTES\"] path '/account/' is also served by the view 'account'"
+    )
+    assert found[1][1].startswith("BOUNCE_MIDDLEWARE[\"ROUTES\"] path '/login/'")
+
+
+def test_e004_checks_the_path_of_a_route_that_failed_too() -> None:
+    found = messages({"ROUTES": {"/account/": "sendgrid"}, "SENDGRID": {}})
+    assert [id for id, _ in found] == ["bounce_middleware.E001", "bounce_middleware.E004"]
+
+
+# --- ROUTES: each provider's own settings (issue 12) -------------------------------------------
+
+ROUTES: dict[str, Any] = {
+    "ROUTES": {"/hooks/postmark": "postmark", "/hooks/sendgrid": "sendgrid"},
+    "POSTMARK": {"CREDENTIALS": [f"postmark:{WEBHOOK_PASSWORD}"]},
+    "SENDGRID": {"PUBLIC_KEY": TEST_PUBLIC_KEY},
+}
+
+
+def test_two_routes_pass_every_check() -> None:
+    with override_settings(BOUNCE_MIDDLEWARE=ROUTES):
+        assert [
+            m for m in checks.run_checks() if m.id and m.id.startswith("bounce_middleware")
+        ] == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"SENDGRID": {}}, "SendGrid: no public_key"),
+        ({"SENDGRID": {"PUBLIC_KEY": "not-a-key"}}, "SendGrid public key 1 is not the base64 key"),
+        ({"SENDGRID": {"PUBLIC_KEY": None}}, 'BOUNCE_MIDDLEWARE["SENDGRID"]["PUBLIC_KEY"] is None'),
+        (
+            {"SENDGRID": {"PUBLIK_KEY": "x"}},
+            'unknown setting BOUNCE_MIDDLEWARE["SENDGRID"]["PUBLIK_KEY"]',
+        ),
+    ],
+)
+def test_e001_a_route_provider_without_its_secret(changes: dict[str, Any], problem: str) -> None:
+    [(id, message)] = messages({**ROUTES, **changes})
+    assert id == "bounce_middleware.E001"
+    assert message.startswith("BOUNCE_MIDDLEWARE[\"ROUTES\"] '/hooks/sendgrid': ")
+    assert problem in message
+    assert 'BOUNCE_MIDDLEWARE["SENDGRID"]["PUBLIC_KEY"]' in message
+
+
+@pytest.mark.parametrize(
+    ("credentials", "problem"),
+    [
+        (None, "is None — is the environment variable"),
+        ([f"postmark:{WEBHOOK_PASSWORD}", ("user", "hidden-secret-99")], "credential 2 is a tuple"),
+        (["postmark"], "credential 1 must be"),
+        ([], "no credentials configured"),
+    ],
+    ids=repr,
+)
+def test_e001_route_credentials_name_the_problem(credentials: object, problem: str) -> None:
+    [(id, message)] = messages({**ROUTES, "POSTMARK": {"CREDENTIALS": credentials}})
+    assert id == "bounce_middleware.E001"
+    assert 'BOUNCE_MIDDLEWARE["POSTMARK"]["CREDENTIALS"]' in message
+    assert problem in message
+    assert "hidden-secret-99" not in message and WEBHOOK_PASSWORD not in message
+
+
+def test_e001_once_for_a_provider_on_two_paths() -> None:
+    found = messages(
+        {
+            "ROUTES": {"/a": "mailgun", "/b": "mailgun", "/c": "postmark"},
+            "POSTMARK": ROUTES["POSTMARK"],
+        }
+    )
+    assert found == [
+        (
+            "bounce_middleware.E001",
+            "BOUNCE_MIDDLEWARE[\"ROUTES\"] '/a' and '/b': the mailgun route needs setting "
+            'BOUNCE_MIDDLEWARE["MAILGUN"]["SIGNING_KEY"]',
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("MAX_BODY_SIZE", 0), ("RETRY_AFTER", -1), ("LEASE_SECONDS", "0"), ("LEASE_SECONDS", "inf")],
+)
+def test_e002_numbers_out_of_range_name_the_key(key: str, value: object) -> None:
+    [(id, message)] = messages({**ROUTES, key: value})
+    assert id == "bounce_middleware.E002"
+    assert message.startswith(f'setting BOUNCE_MIDDLEWARE["{key}"] is invalid: expected ')
+
+
+def test_manage_py_check_reports_a_route_without_its_secret() -> None:
+    with (
+        override_settings(BOUNCE_MIDDLEWARE={**ROUTES, "SENDGRID": {}}),
+        pytest.raises(SystemCheckError, match=r"bounce_middleware\.E001"),
+    ):
+        call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("changes", "warned"),
+    [
+        (
+            {"POSTMARK": {"CREDENTIALS": ["postmark:s3cret"]}},
+            'BOUNCE_MIDDLEWARE["POSTMARK"]["CREDENTIALS"]: credential 1 (user \'postmark\') '
+            "uses a password published",
+        ),
+        (
+            # Named as written: the provider's dict keeps the user's spelling.
+            {"SENDGRID": {"PUBLIC_KEY": TEST_PUBLIC_KEY, "credentials": "sg:tiny"}},
+            'BOUNCE_MIDDLEWARE["SENDGRID"]["credentials"]: credential 1 (user \'sg\') '
+            "has a password shorter",
+        ),
+    ],
+)
+def test_w004_weak_credentials_of_a_route(changes: dict[str, Any], warned: str) -> None:
+    [(id, message)] = messages({**ROUTES, **changes})
+    assert id == "bounce_middleware.W004"
+    assert message.startswith(warned)
+    assert "s3cret" not in message and "tiny" not in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"ROUTES": {"/a": "postmarkk"}}, "is invalid: unknown provider 'postmarkk'"),
+        ({"ROUTES": {"hooks": "postmark"}}, "a route's path must start with '/'"),
+        ({"ROUTES": "/a"}, 'BOUNCE_MIDDLEWARE["ROUTES"] is invalid: expected lines'),
+        ({"PATH": "/b"}, 'BOUNCE_MIDDLEWARE["PATH"] is for one Postmark route without'),
+        (
+            {"MAILGUN": {"SIGNING_KEY": "k"}},
+            'BOUNCE_MIDDLEWARE["MAILGUN"]["SIGNING_KEY"] is for provider mailgun, but no route',
+        ),
+        ({"COLOUR": "blue"}, 'unknown setting BOUNCE_MIDDLEWARE["COLOUR"]'),
+    ],
+)
+def test_e002_malformed_routes(changes: dict[str, Any], problem: str) -> None:
+    [(id, message)] = messages({**ROUTES, **changes})
+    assert id == "bounce_middleware.E002"
+    assert problem in message
 
 
 def test_w003_account_url_that_does_not_reverse() -> None:

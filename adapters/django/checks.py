@@ -3,16 +3,22 @@
 =========  ===============================================================
 id         problem
 =========  ===============================================================
-``E001``   ``CREDENTIALS`` missing, None (an unset environment variable), empty,
-           or an entry that is not a ``"user:password"`` string
+``E001``   a route cannot authenticate: ``CREDENTIALS`` (of the ``PATH`` route)
+           missing, None (an unset environment variable), empty, or an entry
+           that is not a ``"user:password"`` string; or a ``ROUTES`` provider's
+           own settings (``BOUNCE_MIDDLEWARE["SENDGRID"]``...) missing, unknown
+           or refused by the provider (one error per provider)
 ``E002``   ``BOUNCE_MIDDLEWARE`` missing, or a key unknown or malformed
+           (``ROUTES`` itself included: a path, an unknown provider name)
 ``E003``   a handler in ``HANDLERS`` cannot be imported or is not callable
-``E004``   Django's URLconf also serves ``PATH`` (the webhook hides that view)
+``E004``   Django's URLconf also serves a route's path (the webhook hides that
+           view); one error per path
 ``W001``   ``BounceNoticeMiddleware`` is not in ``MIDDLEWARE``
 ``W002``   ``BounceNoticeMiddleware`` comes before the auth or messages middleware
 ``W003``   ``ACCOUNT_URL`` is neither a path nor a URL name that reverses
 ``W004``   a weak credential: a password under 16 characters, or one published
-           in this project's examples (one warning per credential)
+           in this project's examples (one warning per credential, in
+           ``CREDENTIALS`` or any route provider's ``CREDENTIALS``)
 =========  ===============================================================
 
 A check never raises: whatever the settings hold, ``manage.py check`` reports it.
@@ -32,9 +38,11 @@ from bounce_middleware.auth import BasicAuth, credential_warnings
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import make_handler
 from bounce_middleware.middleware import BounceMiddleware
+from bounce_middleware.providers import Postmark
+from bounce_middleware.settings import ProviderSettings
 from bounce_middleware.settings import resolve as resolve_dotted
 
-from .conf import DEFAULT_HANDLER, SETTING, read_state
+from .conf import DEFAULT_HANDLER, SETTING, BounceState, read_parts, read_state, state_of
 from .handlers import UserBounceHandler
 
 _E001 = "bounce_middleware.E001"
@@ -61,29 +69,102 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         return [
             Error(
                 f"settings.{SETTING} is missing or not a dict.",
-                hint=f'Set {SETTING} = {{"PATH": "/postmark/bounce", "CREDENTIALS": [...]}}.',
+                hint=f'Set {SETTING} = {{"ROUTES": {{"/hooks/postmark": "postmark"}}, '
+                '"POSTMARK": {"CREDENTIALS": [...]}}.',
                 id="bounce_middleware.E002",
             )
         ]
     upper = {str(k).upper(): v for k, v in raw.items()}
-    errors = _check_credentials(upper)
-    handlers = upper.get("HANDLERS", [DEFAULT_HANDLER])
-    handler_errors = _check_handlers(handlers)
-    errors += handler_errors
+    errors = _check_handlers(upper.get("HANDLERS", [DEFAULT_HANDLER]))
     # The other keys, through the one reader (handlers reported above).
-    rest = {k: v for k, v in raw.items() if str(k).upper() not in ("HANDLERS", "CREDENTIALS")}
+    rest = {k: v for k, v in raw.items() if str(k).upper() != "HANDLERS"}
+    rest["HANDLERS"] = []
+    if "ROUTES" in upper:
+        state, paths = _check_routes(rest, errors)
+        where = f'{SETTING}["ROUTES"] path'
+    else:
+        # Version 1's one Postmark route: CREDENTIALS are checked on their own.
+        errors += _check_credentials(upper)
+        rest = {k: v for k, v in rest.items() if str(k).upper() != "CREDENTIALS"}
+        rest["CREDENTIALS"] = [_PLACEHOLDER_CREDENTIAL]
+        try:
+            state = read_state(rest)
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            return [*errors, Error(str(exc), id="bounce_middleware.E002")]
+        paths = [state.middleware["path"]]
+        where = f'{SETTING}["PATH"]'
+    if state is None:
+        return errors
     try:
-        state = read_state({**rest, "CREDENTIALS": [_PLACEHOLDER_CREDENTIAL], "HANDLERS": []})
         BounceMiddleware(_noop_app, **state.middleware)
     except (ConfigurationError, TypeError, ValueError) as exc:
         return [*errors, Error(str(exc), id="bounce_middleware.E002")]
-    errors += _check_path(state.middleware["path"])
+    for path in paths:
+        errors += _check_path(path, where)
     errors += _check_account_url(state.account_url)
     return errors
 
 
+def _check_routes(
+    raw: Mapping[str, Any], errors: list[CheckMessage]
+) -> tuple[BounceState | None, list[str]]:
+    """Add E001/W004 per provider of ``ROUTES``; the state with the providers built, the paths.
+
+    A provider that cannot be built is left out (a placeholder route stands in
+    when none is left), so that the other keys are still checked; every
+    configured path is returned, for E004.
+    """
+    try:
+        parsed, routes = read_parts(raw)
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        errors.append(Error(str(exc), id="bounce_middleware.E002"))
+        return None, []
+    assert routes is not None  # ROUTES was given
+    built: dict[str, Any] = {}
+    for path, provider in routes.items():
+        if isinstance(provider, ProviderSettings):
+            if provider.name not in built:
+                paths = [p for p, other in routes.items() if other is provider]
+                built[provider.name] = _build(provider, paths, errors)
+            provider = built[provider.name]
+        if provider is not None:
+            parsed.setdefault("routes", {})[path] = provider
+    parsed.setdefault("routes", {"/": Postmark(credentials=[_PLACEHOLDER_CREDENTIAL])})
+    return state_of(parsed), list(routes)
+
+
+def _build(provider: ProviderSettings, paths: list[str], errors: list[CheckMessage]) -> Any:
+    """The provider of ``paths``, or None with its E001 added; W004 for its credentials."""
+    try:
+        made = provider.build()
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        errors.append(
+            Error(
+                f'{SETTING}["ROUTES"] {" and ".join(map(repr, paths))}: {exc}',
+                hint=f"Give the {provider.name} route its settings in "
+                f"{provider.shown(provider.name)}; the endpoint never runs unauthenticated.",
+                id=_E001,
+            )
+        )
+        return None
+    if "credentials" in provider.given:
+        value, key = provider.given["credentials"]
+        errors += [
+            Warning(
+                f"{key}: {line}",
+                hint="Anyone who knows or guesses it can post bounces that flag your users.",
+                id="bounce_middleware.W004",
+            )
+            for line in credential_warnings(value)
+        ]
+    return made
+
+
 def _check_credentials(upper: Mapping[str, object]) -> list[CheckMessage]:
-    hint = 'List at least one "user:password"; the endpoint never runs unauthenticated.'
+    hint = (
+        'List at least one "user:password"; the endpoint never runs unauthenticated. '
+        f'(Or give {SETTING}["ROUTES"] with each provider\'s own settings.)'
+    )
     if "CREDENTIALS" not in upper:
         return [Error(f'{SETTING}["CREDENTIALS"] is missing.', hint=hint, id=_E001)]
     credentials = upper["CREDENTIALS"]
@@ -121,7 +202,7 @@ def _check_handlers(handlers: object) -> list[CheckMessage]:
     return errors
 
 
-def _check_path(path: str) -> list[CheckMessage]:
+def _check_path(path: str, where: str) -> list[CheckMessage]:
     try:
         match = resolve(path)
     except (Resolver404, ImproperlyConfigured, ImportError):
@@ -129,9 +210,9 @@ def _check_path(path: str) -> list[CheckMessage]:
         return []
     return [
         Error(
-            f'{SETTING}["PATH"] {path!r} is also served by the view {match.view_name!r}; '
+            f"{where} {path!r} is also served by the view {match.view_name!r}; "
             "the webhook endpoint would hide it.",
-            hint="Choose a PATH that no URL pattern matches.",
+            hint="Choose a path that no URL pattern matches.",
             id="bounce_middleware.E004",
         )
     ]

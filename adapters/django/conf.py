@@ -5,13 +5,18 @@ Keys (upper case, as Django settings are written):
 ===================  ========================================================  ==============
 key                  meaning                                                   default
 ===================  ========================================================  ==============
-``PATH``             the path the webhook is posted to                         required
-``CREDENTIALS``      ``"user:password"`` strings; several allow rotation       required
+``ROUTES``           ``{path: provider}``: a provider name (``"postmark"``,     required, or
+                     ``"sendgrid"``, ``"mailgun"``, ``"amazon_ses"``), a       ``PATH`` and
+                     dotted name or a provider object                          ``CREDENTIALS``
+``<PROVIDER>``       a dict of a named provider's options, e.g.                per provider
+                     ``"SENDGRID": {"PUBLIC_KEY": "MFkw..."}``
+``PATH``             version 1's one Postmark route: its path...               (no ``ROUTES``)
+``CREDENTIALS``      ...and its ``"user:password"`` strings (several:          (no ``ROUTES``)
+                     rotation)
 ``HANDLERS``         callables or dotted names, each taking a ``Bounce``       ``notify_users``
 ``STORE``            a store URL, dotted name or object; ``None`` for none     ``DjangoStore()``
-``PROVIDER``         provider name or dotted name                              ``"postmark"``
 ``MAX_BODY_SIZE``    largest body accepted, in bytes                           1 MiB
-``REALM``            Basic auth realm                                          ``bounce-middleware``
+``REALM``            Basic auth realm of the ``PATH`` route                    ``bounce-middleware``
 ``RETRY_AFTER``      seconds, in ``Retry-After`` of 503 answers                60
 ``LEASE_SECONDS``    how long one delivery holds an event                      300
 ``NOTIFY_KINDS``     kinds that leave a notice for the user                    ``["hard"]``
@@ -22,11 +27,19 @@ key                  meaning                                                   d
 ``ACCOUNT_URL``      URL name or path of the page where users change address   ``None``
 ===================  ========================================================  ==============
 
+For example, Postmark and SendGrid on two paths::
+
+    BOUNCE_MIDDLEWARE = {
+        "ROUTES": {"/hooks/postmark": "postmark", "/hooks/sendgrid": "sendgrid"},
+        "POSTMARK": {"CREDENTIALS": [os.environ["POSTMARK_WEBHOOK_CREDENTIALS"]]},
+        "SENDGRID": {"PUBLIC_KEY": os.environ["SENDGRID_VERIFICATION_KEY"]},
+    }
+
 The dict is translated to the flat ``bounce.*`` mapping and read by
 :func:`bounce_middleware.settings.parse_settings` (which names keys as written
-here), once per process (and again after ``override_settings`` in tests) into
-the :class:`BounceState` that :func:`get_state` returns; nothing is parsed per
-request.
+here: ``BOUNCE_MIDDLEWARE["SENDGRID"]["PUBLIC_KEY"]``), once per process (and
+again after ``override_settings`` in tests) into the :class:`BounceState` that
+:func:`get_state` returns; nothing is parsed per request.
 """
 
 from __future__ import annotations
@@ -45,7 +58,7 @@ from django.utils.translation import gettext_lazy as _
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.handlers import DEFAULT_NOTIFY_KINDS
 from bounce_middleware.model import BounceKind
-from bounce_middleware.settings import Converter, as_kinds, parse_settings
+from bounce_middleware.settings import Converter, as_kinds, parse_settings, read_settings
 
 SETTING = "BOUNCE_MIDDLEWARE"
 
@@ -112,9 +125,16 @@ class BounceState:
 
 
 def flat_settings(raw: object) -> dict[str, Any]:
-    """``{"PATH": ...}`` as the reader's ``{"bounce.path": ...}``, with the adapter's defaults."""
+    """``{"ROUTES": ...}`` as the reader's ``{"bounce.routes": ...}``, with the adapter's defaults.
+
+    A provider's dict (``"SENDGRID": {...}``) stays one key: the reader takes
+    its options from it.
+    """
     if raw is None:
-        raise ConfigurationError(f"settings.{SETTING} is not set; it needs PATH and CREDENTIALS")
+        raise ConfigurationError(
+            f"settings.{SETTING} is not set; it needs ROUTES (or PATH and CREDENTIALS "
+            "for one Postmark route)"
+        )
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"settings.{SETTING} must be a dict")
     flat: dict[str, Any] = {"bounce.handlers": [DEFAULT_HANDLER], "bounce.store": DEFAULT_STORE}
@@ -128,13 +148,30 @@ def flat_settings(raw: object) -> dict[str, Any]:
 
 
 def spell(key: str) -> str:
-    """A key as Django users write it: ``path`` is ``BOUNCE_MIDDLEWARE["PATH"]``."""
-    return f'{SETTING}["{key.upper()}"]'
+    """A key as Django users write it: ``path`` is ``BOUNCE_MIDDLEWARE["PATH"]``.
+
+    A provider's option (``sendgrid.public_key``) is a key of the provider's
+    dict: ``BOUNCE_MIDDLEWARE["SENDGRID"]["PUBLIC_KEY"]``.
+    """
+    return SETTING + "".join(f'["{part.upper()}"]' for part in key.split("."))
 
 
 def read_state(raw: object) -> BounceState:
     """Read a ``BOUNCE_MIDDLEWARE`` value; raise ``ConfigurationError`` naming the bad key."""
-    parsed = parse_settings(flat_settings(raw), "bounce.", extra=ADAPTER_KEYS, spell=spell)
+    return state_of(parse_settings(flat_settings(raw), "bounce.", extra=ADAPTER_KEYS, spell=spell))
+
+
+def read_parts(raw: object) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``BOUNCE_MIDDLEWARE`` read without building the routes' providers (for the checks).
+
+    See :func:`bounce_middleware.settings.read_settings`; :func:`state_of`
+    makes the state once ``routes`` holds providers.
+    """
+    return read_settings(flat_settings(raw), "bounce.", extra=ADAPTER_KEYS, spell=spell)
+
+
+def state_of(parsed: dict[str, Any]) -> BounceState:
+    """The state of read settings: the adapter's keys taken out, the rest the middleware's."""
     return BounceState(
         middleware=parsed,
         notify_kinds=parsed.pop("notify_kinds", DEFAULT_NOTIFY_KINDS),
