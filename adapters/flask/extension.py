@@ -96,16 +96,21 @@ class BounceExtension:
 
     Configuration keys read by :meth:`init_app`:
 
-    - ``BOUNCE_PATH`` (required): the webhook path, e.g. ``/postmark/bounce``.
-    - ``BOUNCE_CREDENTIALS`` (required): ``user:password`` entries (a list, or
-      one whitespace-separated string); several allow rotation.
+    - ``BOUNCE_ROUTES``: ``{path: provider}`` (or lines of ``path provider``);
+      a provider is a name (``postmark``, ``sendgrid``, ``mailgun``,
+      ``amazon_ses``), a dotted name or a provider object.
+    - ``BOUNCE_<PROVIDER>_<OPTION>``: a named provider's options, e.g.
+      ``BOUNCE_SENDGRID_PUBLIC_KEY``, ``BOUNCE_POSTMARK_CREDENTIALS`` (or
+      ``BOUNCE_SENDGRID = {"PUBLIC_KEY": ...}``).
+    - ``BOUNCE_PATH`` and ``BOUNCE_CREDENTIALS``: without ``BOUNCE_ROUTES``,
+      version 1's one Postmark route (``user:password`` entries, a list or one
+      whitespace-separated string; several allow rotation).
     - ``BOUNCE_HANDLERS``: more handlers, as callables or dotted names.
     - ``BOUNCE_STORE``: a store URL (``sqlite:///bounces.sqlite3``), dotted
       name or object. Default: the database of ``db`` when given, else none.
-    - ``BOUNCE_PROVIDER``: default ``postmark``.
     - ``BOUNCE_MAX_BODY_SIZE``: bytes, default 1 MiB.
-    - ``BOUNCE_REALM``, ``BOUNCE_RETRY_AFTER``, ``BOUNCE_LEASE_SECONDS``: as
-      for :class:`~bounce_middleware.BounceMiddleware`.
+    - ``BOUNCE_REALM`` (of the ``BOUNCE_PATH`` route), ``BOUNCE_RETRY_AFTER``,
+      ``BOUNCE_LEASE_SECONDS``: as for :class:`~bounce_middleware.BounceMiddleware`.
     - ``BOUNCE_NOTIFY_KINDS``: the kinds that notify users; default ``hard``.
     - ``BOUNCE_NOTICE``: flash notices (default true when ``user_model`` is given).
     - ``BOUNCE_NOTICE_MESSAGE``: the wording, with ``{email}``,
@@ -232,8 +237,8 @@ def read_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``BOUNCE_*`` keys of a Flask config, read by the core's settings reader.
 
     Error messages name the keys as the Flask config writes them
-    (``BOUNCE_MAX_BODY_SIZE``). A key renamed since version 0.1 is read under
-    its new name, with a ``DeprecationWarning``.
+    (``BOUNCE_MAX_BODY_SIZE``, ``BOUNCE_SENDGRID_PUBLIC_KEY``). A key renamed
+    since version 0.1 is read under its new name, with a ``DeprecationWarning``.
     """
     flat: dict[str, Any] = {}
     for key, value in config.items():
@@ -250,7 +255,8 @@ def read_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _spell(key: str) -> str:
-    return _PREFIX + key.upper()
+    # A provider's option arrives as "sendgrid.public_key": BOUNCE_SENDGRID_PUBLIC_KEY.
+    return _PREFIX + key.upper().replace(".", "_")
 
 
 def _current_app() -> flask.Flask:

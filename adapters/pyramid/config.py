@@ -125,18 +125,23 @@ def includeme(config: Any) -> None:
 
     Core settings (see :func:`bounce_middleware.settings.parse_settings`):
 
-    ``bounce.path`` (required)
-        The webhook path, e.g. ``/postmark/bounce``.
-    ``bounce.credentials`` (required)
-        ``user:password`` entries separated by whitespace or newlines; several
-        allow rotation.
+    ``bounce.routes``
+        Lines of ``path provider``: a provider name (``postmark``,
+        ``sendgrid``, ``mailgun``, ``amazon_ses``) or a dotted name.
+    ``bounce.<provider>.<option>``
+        A named provider's options, e.g. ``bounce.postmark.credentials``,
+        ``bounce.sendgrid.public_key`` (``bounce.sendgrid_public_key`` also works).
+    ``bounce.path`` and ``bounce.credentials``
+        Without ``bounce.routes``: version 1's one Postmark route
+        (``user:password`` entries separated by whitespace or newlines;
+        several allow rotation).
     ``bounce.handlers``
         Dotted names of extra handlers (callables taking a ``Bounce``).
     ``bounce.store``
         De-duplication store: ``sqlalchemy`` (the app's database, through the
         session factory below; the default when ``bounce.user_model`` is set),
         a URL (``sqlite:///path``, ``memory://``) or a dotted name.
-    ``bounce.provider``, ``bounce.max_body_size``, ``bounce.realm``,
+    ``bounce.max_body_size``, ``bounce.realm`` (of the ``bounce.path`` route),
     ``bounce.retry_after``, ``bounce.lease_seconds``
         As for :class:`~bounce_middleware.BounceMiddleware`.
 

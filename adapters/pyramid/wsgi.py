@@ -55,8 +55,9 @@ def filter_app_factory(
     Where the wrapped app is a Pyramid app that ran ``config.include``, its
     ``bounce.*`` settings (in ``[app:...]``) configure the middleware and the
     filter section stays empty. Any other WSGI app is configured by ``bounce.*``
-    keys in the filter section itself: the core keys only (path, credentials,
-    handlers, store, ...), since the user store and notice need the include.
+    keys in the filter section itself: the core keys only (routes and each
+    provider's options, or path and credentials; handlers, store, ...), since
+    the user store and notice need the include.
     Settings in both places are refused rather than merged.
     """
     unknown = sorted(k for k in local_conf if not k.startswith("bounce."))
@@ -74,7 +75,8 @@ def filter_app_factory(
         return state.wrap(app)
     if not local_conf:
         raise ConfigurationError(
-            "[filter:bounce] needs bounce.path and bounce.credentials (or wrap a Pyramid app "
-            'that runs config.include("bounce_middleware.adapters.pyramid"))'
+            "[filter:bounce] needs bounce.path and bounce.credentials (one Postmark route) "
+            "or bounce.routes with each provider's bounce.<provider>.<option> settings (or "
+            'wrap a Pyramid app that runs config.include("bounce_middleware.adapters.pyramid"))'
         )
     return BounceMiddleware(app, **parse_settings(local_conf, "bounce."))
