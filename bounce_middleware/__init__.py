@@ -3,16 +3,20 @@
 Wrap any WSGI application::
 
     from bounce_middleware import BounceMiddleware
+    from bounce_middleware.providers import Postmark, SendGrid
 
-    app = BounceMiddleware(wsgi_app, path="/postmark/bounce",
-                           credentials=["postmark:s3cret"], handlers=[on_bounce])
+    app = BounceMiddleware(wsgi_app, routes={
+        "/hooks/postmark": Postmark(credentials=["postmark:s3cret"]),
+        "/hooks/sendgrid": SendGrid(public_key="MFkwEwYH..."),
+    }, handlers=[on_bounce])
 
 ``__all__`` is the public surface: what an application configures the
 middleware with (stores, handlers, errors), what its handlers receive
 (:class:`Bounce`, :class:`BounceKind`, :class:`Delivery`), and what the
-middleware's public methods return (:class:`Answer`). Everything else is
-reached through its module (``bounce_middleware.settings``, ``.auth``,
-``.testing``...).
+middleware's public methods take and return (:class:`WebhookRequest`,
+:class:`Answer`). Providers are in :mod:`bounce_middleware.providers`;
+everything else is reached through its module (``bounce_middleware.settings``,
+``.auth``, ``.testing``...).
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from .errors import (
     ImproperlyInstalled,
     PayloadError,
     StoreUnavailable,
+    TemporaryFailure,
+    Unauthorized,
 )
 from .handlers import Delivery, Handler
 from .middleware import BounceMiddleware
 from .model import Bounce, BounceKind
+from .request import WebhookRequest
 from .store import Claim, ClaimState, MemoryStore, Record, Store, open_store
 
 if TYPE_CHECKING:
@@ -53,6 +60,9 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreUnavailable",
+    "TemporaryFailure",
+    "Unauthorized",
+    "WebhookRequest",
     "open_store",
 ]
 

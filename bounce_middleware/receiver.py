@@ -165,10 +165,15 @@ class Receiver:
             return self._unauthenticated(provider, request, exc)
         except TemporaryFailure as exc:
             return self._retry_later(provider, exc)
-        answer = self._authenticated(provider, request)
         hook = getattr(provider, "answered", None)
-        if hook is not None:
-            hook(request, answer.status)
+        if hook is None:
+            return self._authenticated(provider, request)
+        status = 500  # what the server answers if something below raises
+        try:
+            answer = self._authenticated(provider, request)
+            status = answer.status
+        finally:
+            hook(request, status)
         return answer
 
     def _authenticated(self, provider: Provider, request: WebhookRequest) -> Answer:

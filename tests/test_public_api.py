@@ -67,6 +67,9 @@ def test_the_public_surface() -> None:
         "SQLiteStore",
         "Store",
         "StoreUnavailable",
+        "TemporaryFailure",
+        "Unauthorized",
+        "WebhookRequest",
         "open_store",
     }
     # The answer type the public process() and dispatch() return, at its old path too.
@@ -79,3 +82,56 @@ def test_the_public_surface() -> None:
 def test_the_shared_adapter_vocabulary() -> None:
     assert {bounce_middleware.BounceKind.HARD} == DEFAULT_NOTIFY_KINDS
     assert {"GET"} == NOTICE_METHODS
+
+
+def test_providers_are_imported_only_when_named() -> None:
+    # An application that configures Postmark never loads the other providers, nor
+    # cryptography (the crypto extra) that SendGrid and Amazon SES need.
+    result = run(
+        "import sys; from bounce_middleware import BounceMiddleware; "
+        "from bounce_middleware.providers import Postmark, PROVIDERS; "
+        "assert len(PROVIDERS) >= 4, PROVIDERS; "
+        "loaded = [m for m in sys.modules if m.startswith('bounce_middleware.providers.')]; "
+        "assert sorted(loaded) == ['bounce_middleware.providers.base', "
+        "'bounce_middleware.providers.postmark'], loaded; "
+        "assert 'cryptography' not in sys.modules; "
+        "from bounce_middleware.providers import SendGrid; "
+        "assert SendGrid.__module__ == 'bounce_middleware.providers.sendgrid'"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_registered_provider_keeps_the_protocol() -> None:
+    from bounce_middleware.providers import PROVIDERS, Provider, provider_class
+
+    for name in PROVIDERS:
+        cls = provider_class(name)
+        assert cls.name == name
+        members = ("name", "methods", "refuse_status", "retry_status", "authenticate", "parse")
+        assert all(hasattr(Provider, m) or m in Provider.__annotations__ for m in members)
+        for attribute in (*members, "options"):
+            assert hasattr(cls, attribute), (name, attribute)
+        assert isinstance(cls.methods, frozenset) and cls.methods, name
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    # setuptools installs only the packages pyproject.toml lists: a package left out
+    # works in a source checkout and is missing from every installed copy.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "bounce_middleware").rglob("__init__.py")
+        if "adapters" not in init.parts
+    }
+    found |= {
+        "bounce_middleware.adapters." + ".".join(init.parent.relative_to(root / "adapters").parts)
+        for init in (root / "adapters").rglob("__init__.py")
+    }
+    found = {name.rstrip(".") for name in found}
+    assert found <= listed, sorted(found - listed)

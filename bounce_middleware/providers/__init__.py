@@ -8,13 +8,21 @@ touches the middleware. Providers that need the ``crypto`` extra import
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import POST_ONLY, Parsed, Provider, Rejection, load_json_object
 from .postmark import Postmark
 
+if TYPE_CHECKING:  # imported on first use (below), so the core never loads them unasked
+    from .amazon_ses import AmazonSES
+    from .mailgun import Mailgun
+    from .sendgrid import SendGrid
+
 __all__ = [
     "POST_ONLY",
+    "AmazonSES",
+    "Mailgun",
+    "SendGrid",
     "PROVIDERS",
     "Parsed",
     "Postmark",
@@ -27,6 +35,9 @@ __all__ = [
 #: Registered names (as settings and ``send --provider`` spell them) -> "module:Class".
 PROVIDERS: dict[str, str] = {
     "postmark": "bounce_middleware.providers.postmark:Postmark",
+    "sendgrid": "bounce_middleware.providers.sendgrid:SendGrid",
+    "mailgun": "bounce_middleware.providers.mailgun:Mailgun",
+    "amazon_ses": "bounce_middleware.providers.amazon_ses:AmazonSES",
 }
 
 
