@@ -13,7 +13,7 @@ in another terminal, make Postmark "bounce" her address::
 Her next page shows the notice once. The terminal running the app prints the
 library's log lines (``... accepted -> 200``), as the other examples do. Any
 ``BOUNCE_*`` key can be set from the environment with Flask's ``FLASK_``
-prefix, e.g. ``FLASK_BOUNCE_CREDENTIALS="postmark:another-secret"``.
+prefix, e.g. ``FLASK_BOUNCE_POSTMARK_CREDENTIALS="postmark:another-secret"``.
 """
 
 from __future__ import annotations
@@ -136,11 +136,14 @@ def create_app(config: dict[str, Any] | None = None) -> flask.Flask:
     configure_logging()
     app = flask.Flask(__name__)
     app.config.from_mapping(
-        # Demo values only: set FLASK_SECRET_KEY and FLASK_BOUNCE_CREDENTIALS in production.
+        # Demo values only: set FLASK_SECRET_KEY and FLASK_BOUNCE_POSTMARK_CREDENTIALS
+        # in production.
         SECRET_KEY="dev-only-secret",
         SQLALCHEMY_DATABASE_URI="sqlite:///flask_app.sqlite3",  # in the instance folder
-        BOUNCE_PATH="/postmark/bounce",
-        BOUNCE_CREDENTIALS="postmark:s3cret",
+        # One route per provider; e.g. "/sendgrid/events": "sendgrid" would read
+        # BOUNCE_SENDGRID_PUBLIC_KEY (the verification key SendGrid shows).
+        BOUNCE_ROUTES={"/postmark/bounce": "postmark"},
+        BOUNCE_POSTMARK_CREDENTIALS="postmark:s3cret",
         BOUNCE_NOTICE_CATEGORY="warning",
     )
     app.config.from_prefixed_env()

@@ -33,10 +33,18 @@ MIDDLEWARE = [
     "bounce_middleware.adapters.django.middleware.BounceNoticeMiddleware",
 ]
 
-# The bounce endpoint: Postmark posts to http://postmark:s3cret@<host>/postmark/bounce.
+# The bounce endpoints, one per provider: Postmark posts to
+# http://postmark:s3cret@<host>/postmark/bounce.
 BOUNCE_MIDDLEWARE = {
-    "PATH": "/postmark/bounce",
-    "CREDENTIALS": os.environ.get("BOUNCE_CREDENTIALS", "postmark:s3cret").split(),
+    "ROUTES": {
+        "/postmark/bounce": "postmark",
+        # "/sendgrid/events": "sendgrid",  # with "SENDGRID" below
+    },
+    "POSTMARK": {
+        "CREDENTIALS": os.environ.get("BOUNCE_CREDENTIALS", "postmark:s3cret").split(),
+    },
+    # The "Verification Key" SendGrid shows once its Signed Event Webhook is on:
+    # "SENDGRID": {"PUBLIC_KEY": os.environ["SENDGRID_VERIFICATION_KEY"]},
     "ACCOUNT_URL": "account",
 }
 
