@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from bounce_middleware import ConfigurationError
+from bounce_middleware import BounceMiddleware, ConfigurationError
 from bounce_middleware.errors import Unauthorized
 from bounce_middleware.providers import Provider
 from bounce_middleware.providers.sendgrid import SendGrid, parse_sendgrid
 from bounce_middleware.request import post
 from bounce_middleware.samples.sendgrid import TEST_PUBLIC_KEY, sendgrid_event, sign_request
+from tests.signatures.selfmade import ec_key, sendgrid_ui_key
+from tests.store_apps import downstream
 
 # -- the provider ---------------------------------------------------------------------------
 
@@ -100,3 +102,23 @@ def test_importing_the_provider_and_its_samples_does_not_import_cryptography() -
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_built_from_flat_settings_with_two_keys_while_rotating_and_credentials() -> None:
+    app = BounceMiddleware.from_settings(
+        downstream,
+        {
+            "bounce.routes": "/hooks/sendgrid sendgrid",
+            "bounce.sendgrid.public_key": f"{sendgrid_ui_key(ec_key(1))}\n{TEST_PUBLIC_KEY}",
+            "bounce.sendgrid.credentials": "sendgrid:a-long-random-password",
+            "bounce.sendgrid.max_age": "3600",
+        },
+    )
+    provider = app.routes["/hooks/sendgrid"]
+    assert isinstance(provider, SendGrid)
+    assert (len(provider.keys), provider.max_age, provider.basic is not None) == (2, 3600.0, True)
+
+
+def test_a_route_configured_without_key_or_credentials_is_refused_by_the_settings() -> None:
+    with pytest.raises(ConfigurationError, match="no public_key"):
+        BounceMiddleware.from_settings(downstream, {"bounce.routes": "/hooks/sendgrid sendgrid"})
