@@ -102,9 +102,10 @@ def _strict_int(text: str) -> int:
         ) from None
 
 
-# Built once (json.loads with options builds a decoder per call). Objects become
-# read-only mappings as the C scanner builds them, with no Python pass over the keys.
-_DECODER = json.JSONDecoder(object_hook=MappingProxyType, parse_constant=_reject_constant)
+#: The providers' JSON decoder: objects become read-only mappings as the C scanner
+#: builds them (no Python pass over the keys); NaN and Infinity are refused. Built once:
+#: json.loads with options builds a decoder per call.
+JSON_DECODER = json.JSONDecoder(object_hook=MappingProxyType, parse_constant=_reject_constant)
 # The same with a Python hook on every integer: used only to explain a body that the
 # first one refused with int()'s own ValueError, so the usual path pays nothing for it.
 _EXPLAINING_DECODER = json.JSONDecoder(
@@ -112,7 +113,7 @@ _EXPLAINING_DECODER = json.JSONDecoder(
 )
 
 
-def _explain(text: str) -> None:
+def explain_refused_integer(text: str) -> None:
     """Raise the PayloadError naming the integer int() refused, if that was the cause."""
     try:
         _EXPLAINING_DECODER.decode(text)
@@ -137,14 +138,14 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
     except UnicodeDecodeError:
         raise PayloadError("body is not UTF-8 encoded JSON") from None
     try:
-        data = _DECODER.decode(text)
+        data = JSON_DECODER.decode(text)
         # Bounce payloads rarely hold arrays, though "[" is common inside their strings
         # (SMTP diagnostics, Received headers): rebuild only when a list is really there.
-        if b"[" in body and type(data) is MappingProxyType and _holds_list(data):
-            data = _freeze_arrays(data)
+        if b"[" in body and type(data) is MappingProxyType and holds_list(data):
+            data = freeze_arrays(data)
         # JSON may escape a lone UTF-16 surrogate ("\ud800"), which no UTF-8 text can
         # hold: it would fail wherever the value is encoded again (a store, a log, an answer).
-        if (b"\\ud" in body or b"\\uD" in body) and _holds_surrogate(data):
+        if (b"\\ud" in body or b"\\uD" in body) and holds_surrogate(data):
             raise PayloadError("body holds an unpaired UTF-16 surrogate escape")
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
@@ -152,7 +153,7 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
         if isinstance(exc, PayloadError):
             raise
         if not isinstance(exc, json.JSONDecodeError):
-            _explain(text)
+            explain_refused_integer(text)
         if not text.strip():
             raise PayloadError("body is empty; expected a JSON object") from None
         raise PayloadError("body is not valid JSON") from None
@@ -164,7 +165,8 @@ def load_json_object(body: bytes) -> Mapping[str, Any]:
     return frozen
 
 
-def _holds_surrogate(value: Any) -> bool:
+def holds_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a lone UTF-16 surrogate, which no UTF-8 text can."""
     if type(value) is str:
         try:
             value.encode("utf-8")
@@ -172,25 +174,27 @@ def _holds_surrogate(value: Any) -> bool:
             return True
         return False
     if type(value) is MappingProxyType:
-        return any(_holds_surrogate(k) or _holds_surrogate(v) for k, v in value.items())
+        return any(holds_surrogate(k) or holds_surrogate(v) for k, v in value.items())
     if type(value) is tuple or type(value) is list:
-        return any(_holds_surrogate(item) for item in value)
+        return any(holds_surrogate(item) for item in value)
     return False
 
 
-def _holds_list(mapping: Mapping[str, Any]) -> bool:
+def holds_list(mapping: Mapping[str, Any]) -> bool:
+    """Whether a decoded mapping holds a (mutable) list at any depth."""
     for item in mapping.values():
         kind = type(item)
-        if kind is list or (kind is MappingProxyType and _holds_list(item)):
+        if kind is list or (kind is MappingProxyType and holds_list(item)):
             return True
     return False
 
 
-def _freeze_arrays(value: Any) -> Any:
+def freeze_arrays(value: Any) -> Any:
+    """A decoded value with every list made a tuple, so a frozen Bounce can keep it."""
     if type(value) is list:
-        return tuple(_freeze_arrays(item) for item in value)
+        return tuple(freeze_arrays(item) for item in value)
     if type(value) is MappingProxyType:
-        return MappingProxyType({key: _freeze_arrays(item) for key, item in value.items()})
+        return MappingProxyType({key: freeze_arrays(item) for key, item in value.items()})
     return value
 
 

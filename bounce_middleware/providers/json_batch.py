@@ -19,7 +19,14 @@ from typing import Any
 
 from bounce_middleware.errors import PayloadError
 
-from .base import _DECODER, _explain, _freeze_arrays, _holds_list, _holds_surrogate, json_type
+from .base import (
+    JSON_DECODER,
+    explain_refused_integer,
+    freeze_arrays,
+    holds_list,
+    holds_surrogate,
+    json_type,
+)
 
 __all__ = ["event_body", "freeze_event", "load_json_array", "may_hold_surrogates"]
 
@@ -42,14 +49,14 @@ def load_json_array(body: bytes, *, expected: str = "a JSON array") -> list[Any]
     if not text.strip():
         raise PayloadError(f"body is empty; {expected}")
     try:
-        data = _DECODER.decode(text)
+        data = JSON_DECODER.decode(text)
     except RecursionError:
         raise PayloadError("body is nested too deeply") from None
     except ValueError as exc:
         if isinstance(exc, PayloadError):
             raise
         if not isinstance(exc, json.JSONDecodeError):
-            _explain(text)  # an integer too long for int(): say so
+            explain_refused_integer(text)  # an integer too long for int(): say so
         raise PayloadError("body is not valid JSON") from None
     if type(data) is not list:
         kind = json_type(data)
@@ -75,10 +82,10 @@ def freeze_event(event: Mapping[str, Any], *, check_surrogates: bool) -> Mapping
     (only looked for when ``check_surrogates``): no UTF-8 text can hold one,
     so a store, a log or a handler would fail on it at every retry.
     """
-    if check_surrogates and _holds_surrogate(event):
+    if check_surrogates and holds_surrogate(event):
         raise PayloadError("event holds an unpaired UTF-16 surrogate escape")
-    if _holds_list(event):
-        frozen: Mapping[str, Any] = _freeze_arrays(event)
+    if holds_list(event):
+        frozen: Mapping[str, Any] = freeze_arrays(event)
         return frozen
     return event
 
