@@ -259,7 +259,7 @@ def _claim_in_child(url: str, payload: bytes, start: Any, results: Any) -> None:
     engine = sa.create_engine(url)
     [event] = parse_postmark(payload).events
     start.wait()
-    results.put(SQLAlchemyStore(engine).claim(event, lease_seconds=60).state.value)  # type: ignore[arg-type]
+    results.put(SQLAlchemyStore(engine).claim(event, lease_seconds=60).state.value)
     engine.dispose()
 
 
