@@ -3,6 +3,8 @@
 ::
 
     bounce-middleware send https://postmark:s3cret@example.com/postmark/bounce --email a@example.com
+    bounce-middleware send https://example.com/hooks/mailgun --provider mailgun --secret KEY
+    bounce-middleware send --provider sendgrid --test-route
     bounce-middleware list --store sqlite:///bounces.sqlite3 --kind hard
     bounce-middleware list --store sqlite:///bounces.sqlite3 --rejected
     bounce-middleware replay --store sqlite:///bounces.sqlite3 --app myproject.wsgi:application
@@ -13,7 +15,9 @@ was not the middleware's) or a replay still fails, 2 for a usage error or when
 the server or store cannot be reached.
 
 One module per command (``send``, ``records`` for ``list``, ``replay``,
-``serve`` for ``demo``); none imports sqlite3 or WebOb until its command runs.
+``serve`` for ``demo``), with ``send``'s pieces beside it (``sample_requests``
+per provider, ``route_setup`` for ``--test-route``, ``transport`` for the POST);
+none imports sqlite3, WebOb or a signed provider's samples until its command runs.
 """
 
 from __future__ import annotations
