@@ -1,10 +1,12 @@
 """The demo site behind ``bounce-middleware demo``: a few users, and who has a bounce notice.
 
-Plain WSGI and WebOb, a user table in SQLite, and one bounce handler,
-:meth:`Users.flag_bounced`: a small, complete example of writing a handler.
+Plain WSGI and WebOb, a user table in SQLite (:mod:`bounce_middleware.demo_users`),
+and one bounce handler, :meth:`Users.flag_bounced`: a small, complete example of
+writing a handler.
 The page lists the users, the notice of any user whose address bounced, and
 the webhook events the store recorded; changing an address clears its notice,
-as the framework adapters do.
+as the framework adapters do. Every provider has a route
+(:mod:`bounce_middleware.demo_routes`), and one handler serves them all.
 
 Users and bounces share one SQLite file, ``./bounce-demo.sqlite3`` by default
 (``$BOUNCE_DEMO_DB`` or ``--db`` name another); delete ``bounce-demo.sqlite3*``
@@ -19,147 +21,66 @@ import html
 import os
 import re
 import secrets
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from webob import Request, Response
 
+from .demo_routes import DEMO_PATHS, DEMO_USER, demo_routes
+from .demo_users import SEED_USERS, User, Users
 from .errors import ConfigurationError
 from .middleware import BounceMiddleware
-from .model import PERMANENT_KINDS, Bounce, fold_address
+from .model import PERMANENT_KINDS
 from .store import Store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-BOUNCE_PATH = "/postmark/bounce"
-DEMO_USER = "postmark"
+__all__ = [
+    "BOUNCE_PATH",
+    "DB_ENV",
+    "DEFAULT_DB",
+    "DEMO_PATHS",
+    "DEMO_USER",
+    "SEED_USERS",
+    "DemoSite",
+    "User",
+    "Users",
+    "database_path",
+    "make_app",
+]
+
+#: The Postmark route (the demo's first, and its only one before the other providers).
+BOUNCE_PATH = DEMO_PATHS["postmark"]
 #: The demo's database file, relative to the current directory, unless $BOUNCE_DEMO_DB names one.
 DEFAULT_DB = "bounce-demo.sqlite3"
 DB_ENV = "BOUNCE_DEMO_DB"
-SEED_USERS = [
-    ("Ann Archer", "ann@example.com"),
-    ("Bob Baker", "bob@example.com"),
-    ("Chloé Côté", "chloe@example.com"),
-]
 _USER_EMAIL_PATH = re.compile(r"/users/(\d{1,9})/email")  # bounded: SQLite ints are 64-bit
 # Deliberately loose: the point is to catch typos, not to validate RFC 5322.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS demo_users (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    email TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS demo_notices (
-    user_id INTEGER PRIMARY KEY REFERENCES demo_users (id),
-    email TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    description TEXT NOT NULL,
-    bounced_at TEXT NOT NULL,
-    event_key TEXT NOT NULL
-);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """A user row, with its bounce notice if it has one."""
-
-    id: int
-    name: str
-    email: str
-    notice_kind: str | None = None
-    notice_description: str | None = None
-    notice_at: str | None = None
-
-
-class Users:
-    """The demo's user table: one SQLite connection per call, so any thread may use it."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        # SQLite's lower() folds ASCII only: compare addresses as the library does everywhere.
-        db.create_function("bounce_fold", 1, fold_address, deterministic=True)
-        try:
-            with db:  # one transaction: commit, or roll back on error
-                yield db
-        finally:
-            db.close()
-
-    def setup(self) -> None:
-        """Create the tables and, the first time, the demo users."""
-        with self._db() as db:
-            db.executescript(_SCHEMA)
-            if db.execute("SELECT count(*) FROM demo_users").fetchone()[0] == 0:
-                db.executemany("INSERT INTO demo_users (name, email) VALUES (?, ?)", SEED_USERS)
-
-    def all(self) -> list[User]:
-        """Every user with their notice, in id order."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT u.id, u.name, u.email, n.kind, n.description, n.bounced_at"
-                " FROM demo_users u LEFT JOIN demo_notices n"
-                # the notice shows only while the address is the one that bounced
-                " ON n.user_id = u.id AND bounce_fold(n.email) = bounce_fold(u.email)"
-                " ORDER BY u.id"
-            ).fetchall()
-        return [User(*row) for row in rows]
-
-    def flag_bounced(self, bounce: Bounce) -> None:
-        """The bounce handler: give every user whose current address bounced a notice.
-
-        Idempotent, as handlers should be: a user has at most one notice, and a
-        redelivery of the same event rewrites it with the same values.
-        """
-        when = bounce.bounced_at or datetime.now(UTC)
-        try:
-            shown = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-14:00 has no UTC
-            shown = f"{when:%Y-%m-%d %H:%M %z}"
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO demo_notices"
-                " (user_id, email, kind, description, bounced_at, event_key)"
-                " SELECT id, email, ?, ?, ?, ? FROM demo_users WHERE bounce_fold(email) = ?"
-                " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email,"
-                " kind = excluded.kind, description = excluded.description,"
-                " bounced_at = excluded.bounced_at, event_key = excluded.event_key",
-                (
-                    bounce.kind.value,
-                    bounce.description or bounce.name or bounce.type,
-                    shown,
-                    bounce.key,
-                    fold_address(bounce.email),
-                ),
-            )
-
-    def change_email(self, user_id: int, email: str) -> bool:
-        """Set a user's address and clear their notice; False if there is no such user."""
-        with self._db() as db:
-            changed = db.execute(
-                "UPDATE demo_users SET email = ? WHERE id = ?", (email, user_id)
-            ).rowcount
-            db.execute("DELETE FROM demo_notices WHERE user_id = ?", (user_id,))
-        return changed == 1
-
 
 class DemoSite:
-    """The WSGI app: the user list at ``/`` and the change-address form."""
+    """The WSGI app: the user list at ``/`` and the change-address form.
 
-    def __init__(self, users: Users, store: Store | None = None) -> None:
+    ``routes`` (path -> provider name) are listed on the page: the webhook
+    routes of the middleware around it; ``unserved`` (provider name -> why)
+    the providers it lacks.
+    """
+
+    def __init__(
+        self,
+        users: Users,
+        store: Store | None = None,
+        routes: Mapping[str, str] | None = None,
+        unserved: Mapping[str, str] | None = None,
+    ) -> None:
         self.users = users
         self.store = store
+        self.routes = dict(routes or {})
+        self.unserved = dict(unserved or {})
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self.handle(Request(environ))(environ, start_response)
@@ -193,7 +114,7 @@ class DemoSite:
                 notice = (
                     f'<td class="notice">Mail to this address bounced '
                     f"({_e(user.notice_kind)}, {_e(user.notice_at)}): "
-                    f"{_e(user.notice_description)} Please check the address.</td>"
+                    f"{_e(_sentence(user.notice_description))} Please check the address.</td>"
                 )
             rows.append(
                 f"<tr><td>{_e(user.name)}</td><td>{_e(user.email)}</td>{notice}<td>"
@@ -208,6 +129,14 @@ class DemoSite:
         )
         if self.store is not None:
             page += "<h2>Webhook events recorded</h2>" + self.render_events()
+        if self.routes:
+            items = "".join(
+                f"<li><code>{_e(path)}</code> {_e(name)}</li>" for path, name in self.routes.items()
+            )
+            items += "".join(
+                f"<li>{_e(name)}: not served, {_e(why)}</li>" for name, why in self.unserved.items()
+            )
+            page += f"<h2>Webhook routes</h2><ul>{items}</ul>"
         return page
 
     def render_events(self) -> str:
@@ -232,14 +161,17 @@ def make_app(
     db_path: str | Path | None = None,
     *,
     credentials: Iterable[str] | None = None,
+    mailgun_signing_key: str | None = None,
     store: Store | None = None,
 ) -> BounceMiddleware:
     """The demo site wrapped by the middleware; users and bounces share one SQLite file.
 
+    It has a route for each provider (:func:`~bounce_middleware.demo_routes.demo_routes`):
+    Postmark's checks ``credentials``, Mailgun's ``mailgun_signing_key``.
     Called with no arguments, as ``bounce-middleware replay --app
     bounce_middleware.demo:make_app`` does, it opens the demo's existing database
-    (:func:`database_path`) and refuses to create one; ``credentials`` default to
-    a random password, since replaying needs none.
+    (:func:`database_path`) and refuses to create one; the password and the
+    signing key default to random ones, since replaying authenticates nothing.
     """
     if db_path is None:
         db_path = database_path()
@@ -250,6 +182,9 @@ def make_app(
             )
     if credentials is None:
         credentials = [f"{DEMO_USER}:{secrets.token_urlsafe(16)}"]
+    if mailgun_signing_key is None:
+        mailgun_signing_key = secrets.token_hex(16)
+    routes, unserved = demo_routes(credentials=credentials, mailgun_signing_key=mailgun_signing_key)
     users = Users(db_path)
     users.setup()
     if store is None:
@@ -257,17 +192,26 @@ def make_app(
 
         store = SQLiteStore(db_path)
         store.check()  # fail at start-up, not on the first webhook
-    middleware = BounceMiddleware(
-        DemoSite(users, store), path=BOUNCE_PATH, credentials=credentials, store=store
-    )
+    site = DemoSite(users, store, {path: p.name for path, p in routes.items()}, unserved)
+    middleware = BounceMiddleware(site, routes=routes, store=store)
     # Only permanent failures mean the address is wrong; a soft bounce is recorded, not shown.
-    middleware.add_handler(users.flag_bounced, kinds=PERMANENT_KINDS)
+    # Named as before Users moved to demo_users: a demo database's records were completed
+    # under this name, and `replay` would otherwise run the handler for them again.
+    middleware.add_handler(
+        users.flag_bounced, kinds=PERMANENT_KINDS, name="bounce_middleware.demo.Users.flag_bounced"
+    )
     return middleware
 
 
 def database_path() -> Path:
     """The demo's database: ``$BOUNCE_DEMO_DB``, else ``./bounce-demo.sqlite3``."""
     return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def _sentence(text: str | None) -> str:
+    # Providers' descriptions end with a full stop, or not.
+    text = (text or "").strip()
+    return text if not text or text.endswith((".", "!", "?")) else text + "."
 
 
 def _e(value: object) -> str:
@@ -286,7 +230,7 @@ def _page(status: int, title: str, body: str, *, allow: str | None = None) -> Re
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
             ".notice{background:#fde2e1}</style></head><body>"
             f"<h1>{_e(title)}</h1>{body}"
-            f"<p>Bounces are posted to <code>{BOUNCE_PATH}</code>; reload to see new ones.</p>"
+            "<p>Reload to see new bounces.</p>"
             "</body></html>"
         ),
     )

@@ -26,7 +26,8 @@ from webtest import TestApp
 from bounce_middleware.cli import main
 from bounce_middleware.cli.common import close_store
 from bounce_middleware.cli.serve import new_password
-from bounce_middleware.demo import BOUNCE_PATH, make_app
+from bounce_middleware.demo import BOUNCE_PATH, DEMO_PATHS, SEED_USERS, make_app
+from bounce_middleware.samples.sendgrid import sample_request as sendgrid_sample
 from bounce_middleware.testing import auth_headers, postmark_bounce
 
 # Bounds every wait on another thread or process; never reached when things work.
@@ -40,9 +41,14 @@ class Demo:
     process: subprocess.Popen[str]
     lines: queue.Queue[str | None]
     url: str
-    send_command: list[str]
+    send_commands: dict[str, list[str]]  # by provider, as printed
     banner: list[str]
     db: Path
+
+    @property
+    def send_command(self) -> list[str]:
+        """The first command printed: Postmark's."""
+        return self.send_commands["postmark"]
 
     def leftovers(self) -> list[str]:
         """The files beside the database that SQLite keeps while connections are open."""
@@ -91,7 +97,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        url, command, banner = "", list[str](), list[str]()
+        url, commands, banner = "", dict[str, list[str]](), list[str]()
         while (line := lines.get(timeout=DEADLINE)) != "Press Ctrl-C to stop.":
             assert line is not None, process.stderr.read() if process.stderr else ""
             banner.append(line)
@@ -99,7 +105,11 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
                 url = line.split()[3]
             elif line.strip().startswith("bounce-middleware send "):
                 command = shlex.split(line)
-        yield Demo(process, lines, url, command, banner, tmp_path / "demo.db")
+                provider = (
+                    command[command.index("--provider") + 1] if "--provider" in command else ""
+                )
+                commands[provider or "postmark"] = command
+        yield Demo(process, lines, url, commands, banner, tmp_path / "demo.db")
     finally:
         if process.poll() is None:
             process.kill()
@@ -267,3 +277,108 @@ def test_the_demo_password_never_reads_as_an_option() -> None:
 
     assert not [p for p in passwords if p.startswith("-")]
     assert {len(p) for p in passwords} == {16}
+
+
+# -- every provider -----------------------------------------------------------------------------
+
+PROVIDERS = ["postmark", "sendgrid", "mailgun", "amazon_ses"]
+
+
+def test_the_demo_prints_a_route_per_provider_and_a_command_for_each(demo: Demo) -> None:
+    start = demo.banner.index("Webhook routes, one per provider:")
+    routes = [line.split() for line in demo.banner[start + 1 : start + 1 + len(PROVIDERS)]]
+
+    assert [(route[0], route[1]) for route in routes] == [
+        (name, demo.url.rstrip("/") + path) for name, path in DEMO_PATHS.items()
+    ]
+    assert list(demo.send_commands) == PROVIDERS
+    for name, command in demo.send_commands.items():
+        assert command[2] == demo.url.rstrip("/") + DEMO_PATHS[name]
+
+
+def test_each_printed_command_is_accepted_and_flags_its_own_user(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in PROVIDERS:
+        # Exactly the commands the demo printed.
+        assert main(demo.send_commands[name][1:]) == 0, capsys.readouterr()
+        assert capsys.readouterr().out.splitlines()[1:] == ["200 OK", "accepted"]
+
+    page = demo.page()
+    for name, (_, email) in zip(PROVIDERS, SEED_USERS, strict=True):
+        assert "Mail to this address bounced (hard," in row_of(page, email), name
+    assert main(["list", "--store", f"sqlite:///{demo.db}", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(record["provider"] for record in listed) == sorted(PROVIDERS)
+    assert all(record["finished"] for record in listed)
+
+    status, _, stderr = demo.stop(signal.SIGTERM)
+    assert status == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.count("accepted -> 200") == len(PROVIDERS)
+    password = demo.send_commands["postmark"][-3]
+    signing_key = demo.send_commands["mailgun"][-3]
+    assert password not in stderr
+    assert signing_key not in stderr
+
+
+@pytest.mark.parametrize(
+    ("provider", "change", "advice"),
+    [
+        ("mailgun", ("--secret", "key-that-is-not-the-demos"), "--secret (or BOUNCE_SECRET) must"),
+        ("postmark", ("--password", "not-the-demos-password"), "refused these credentials"),
+    ],
+)
+def test_another_secret_against_the_demo_is_401_with_the_advice(
+    demo: Demo,
+    provider: str,
+    change: tuple[str, str],
+    advice: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    command = list(demo.send_commands[provider])
+    option, value = change
+    command[command.index(option) + 1] = value
+
+    assert main(command[1:]) == 1
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "401 Unauthorized"
+    assert advice in lines[3]
+    assert "Mail to this address bounced" not in demo.page()
+
+
+def test_a_sample_sent_to_another_providers_route_is_refused(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sendgrid = demo.send_commands["sendgrid"]
+    mailgun_url = demo.url.rstrip("/") + DEMO_PATHS["mailgun"]
+
+    assert main(["send", mailgun_url, *sendgrid[3:]]) == 1
+
+    assert capsys.readouterr().out.splitlines()[1] == "401 Unauthorized"
+    assert "Mail to this address bounced" not in demo.page()
+
+
+def test_replay_app_for_the_demo_resolves_a_rejected_request_of_a_signed_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `replay --app bounce_middleware.demo:make_app` builds every route, so it finds the
+    # provider of every record: here one SendGrid request an older parser refused.
+    db = tmp_path / "demo.sqlite3"
+    monkeypatch.setenv("BOUNCE_DEMO_DB", str(db))
+    site = make_app(db, credentials=[CREDENTIAL])
+    assert site.store is not None
+    _, body = sendgrid_sample("hard", email="bob@example.com")
+    key = site.store.reject("sendgrid", body, "an older parser's refusal")
+    close_store(site.store)
+
+    assert main(["replay", "--app", "bounce_middleware.demo:make_app"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"{key} (rejected " in out
+    assert "sendgrid:" in out
+    site = make_app(db, credentials=[CREDENTIAL])
+    page = TestApp(site).get("/").text
+    assert "Mail to this address bounced (hard," in row_of(page, "bob@example.com")
+    close_store(site.store)

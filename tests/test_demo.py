@@ -6,18 +6,29 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from webtest import TestApp
+from webtest import TestApp, TestRequest
 
 from bounce_middleware import Bounce, BounceKind, ConfigurationError
 from bounce_middleware.cli.common import close_store
-from bounce_middleware.demo import BOUNCE_PATH, DB_ENV, DEFAULT_DB, SEED_USERS, Users, make_app
+from bounce_middleware.cli.serve import banner as demo_banner
+from bounce_middleware.demo import (
+    BOUNCE_PATH,
+    DB_ENV,
+    DEFAULT_DB,
+    DEMO_PATHS,
+    SEED_USERS,
+    Users,
+    make_app,
+)
 from bounce_middleware.providers.postmark import parse_postmark
+from bounce_middleware.samples import amazon_ses, mailgun, sendgrid
 from bounce_middleware.sqlite_store import SQLiteStore
 from bounce_middleware.testing import auth_headers, postmark_bounce, postmark_subscription_change
 
@@ -234,3 +245,128 @@ def test_make_app_without_arguments_opens_the_demos_database(
     monkeypatch.setenv(DB_ENV, str(tmp_path / "other.sqlite3"))
     with pytest.raises(ConfigurationError, match="other.sqlite3"):
         make_app()
+
+
+# -- every provider -----------------------------------------------------------------------------
+
+SIGNING_KEY = "demo-signing-key-for-tests"
+
+
+@pytest.fixture
+def every_provider(db: Path, store: SQLiteStore) -> TestApp:
+    """The demo with a known Mailgun signing key."""
+    return TestApp(
+        make_app(db, credentials=["postmark:pw"], mailgun_signing_key=SIGNING_KEY, store=store)
+    )
+
+
+def signed(provider: str, email: str, kind: str = "hard") -> tuple[dict[str, str], bytes]:
+    """The provider's sample, signed as ``bounce-middleware send --provider`` signs it."""
+    secret = SIGNING_KEY if provider == "mailgun" else None
+    module = {"sendgrid": sendgrid, "mailgun": mailgun, "amazon_ses": amazon_ses}[provider]
+    headers, body = module.sample_request(kind, email=email, secret=secret)
+    return headers, body
+
+
+def post_signed(
+    app: TestApp, provider: str, request: tuple[dict[str, str], bytes], status: int = 200
+) -> None:
+    """POST a signed sample to ``provider``'s demo route, expecting ``status``."""
+    headers, body = request
+    blank = TestRequest.blank(DEMO_PATHS[provider], method="POST", headers=headers, body=body)
+    response = app.do_request(blank, status="*")
+    assert response.status_int == status, response.text
+
+
+@pytest.mark.parametrize(
+    ("provider", "says"),
+    [
+        ("sendgrid", "The receiving server rejected the message permanently."),
+        # Mailgun's event describes nothing: the SMTP reply shows instead of "failed".
+        ("mailgun", "5.1.1 The email account that you tried to reach does not exist."),
+        ("amazon_ses", "Permanent bounce (General)."),
+    ],
+)
+def test_each_providers_signed_hard_bounce_flags_the_user_on_its_route(
+    every_provider: TestApp, provider: str, says: str
+) -> None:
+    post_signed(every_provider, provider, signed(provider, "bob@example.com"))
+
+    row = user_row(every_provider, "bob@example.com")
+    assert f"{NOTICE} (hard," in row
+    assert f"{says} Please check the address." in row
+    assert NOTICE not in user_row(every_provider, "ann@example.com")
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "amazon_ses"])
+def test_a_soft_bounce_of_any_provider_flags_nobody(every_provider: TestApp, provider: str) -> None:
+    post_signed(every_provider, provider, signed(provider, "bob@example.com", "soft"))
+
+    assert NOTICE not in user_row(every_provider, "bob@example.com")
+    assert "<td>soft</td>" in every_provider.get("/").text
+
+
+def test_each_route_refuses_another_providers_request(every_provider: TestApp) -> None:
+    request = signed("sendgrid", "bob@example.com")
+
+    for provider in ("postmark", "mailgun", "amazon_ses"):
+        post_signed(every_provider, provider, request, status=401)
+
+    assert NOTICE not in every_provider.get("/").text
+
+
+def test_the_handler_keeps_the_name_demo_databases_recorded(
+    every_provider: TestApp, store: SQLiteStore
+) -> None:
+    # Users moved to demo_users; records completed before must not run the handler again.
+    post(every_provider, postmark_bounce(email="ann@example.com"))
+
+    [record] = store.records()
+    assert record.completed == {"bounce_middleware.demo.Users.flag_bounced"}
+
+
+def test_the_page_lists_the_webhook_routes(every_provider: TestApp) -> None:
+    page = every_provider.get("/").text.split("<h2>Webhook routes</h2>")[1]
+
+    for name, path in DEMO_PATHS.items():
+        assert f"<li><code>{path}</code> {name}</li>" in page
+
+
+def test_make_app_without_arguments_has_every_providers_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `replay --app bounce_middleware.demo:make_app` finds each record's provider by name.
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "demo.sqlite3"))
+    close_store(make_app(tmp_path / "demo.sqlite3", credentials=["postmark:pw"]).store)
+
+    middleware = make_app()
+
+    assert {path: p.name for path, p in middleware.routes.items()} == {
+        path: name for name, path in DEMO_PATHS.items()
+    }
+    close_store(middleware.store)
+
+
+def test_without_cryptography_the_demo_serves_the_other_providers_and_says_why(
+    db: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What an absent package looks like to the import system.
+    for name in [n for n in sys.modules if n.split(".")[0] == "cryptography"] + ["cryptography"]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+    middleware = make_app(db, credentials=["postmark:pw"], store=store)
+
+    assert sorted(p.name for p in middleware.routes.values()) == ["mailgun", "postmark"]
+    page = TestApp(middleware).get("/").text
+    for name in ("sendgrid", "amazon_ses"):
+        assert f"<li>{name}: not served, cryptography is not installed; install it with" in page
+    banner = demo_banner(
+        "127.0.0.1",
+        8000,
+        db,
+        {"postmark": "pw", "mailgun": "key"},
+        middleware.app.unserved,  # type: ignore[attr-defined]
+    )
+    assert "/sendgrid/bounce  not served: cryptography is not installed" in banner
+    assert "--provider sendgrid" not in banner
+    assert "--provider mailgun --secret key --email" in banner

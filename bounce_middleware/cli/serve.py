@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import secrets
 import shlex
@@ -29,8 +30,10 @@ def add_parser(commands: Any) -> None:
         "demo",
         help="run a small demo site that flags users whose address bounced",
         description="Serve, with waitress, a small site with a few users, wrapped by "
-        "BounceMiddleware with a SQLite store. It prints the `send` command that flags "
-        "one of its users. Ctrl-C stops it. Delete bounce-demo.sqlite3* (the file and "
+        "BounceMiddleware with a SQLite store and a webhook route for every provider "
+        "(Postmark with a new password, Mailgun with a new signing key, SendGrid and Amazon "
+        "SES with the samples' TEST keys). It prints the routes and the `send` commands that "
+        "flag its users. Ctrl-C stops it. Delete bounce-demo.sqlite3* (the file and "
         "its -wal/-shm companions) to start over.",
     )
     demo.add_argument(
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     db = (Path(args.db) if args.db else demo.database_path()).resolve()
     password = new_password()
+    # Hex never starts with "-", which the printed `send --secret ...` would read as an option.
+    signing_key = secrets.token_hex(16)
     # Cleanup runs on any exit; then a Ctrl-C or SIGTERM, wherever it came, ends quietly.
     with _stop_on_signals(), ExitStack() as cleanup:
         try:
@@ -76,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
                 "(--port picks another; --port 0 a free one)"
             ) from None
         try:
-            app = demo.make_app(db, credentials=[f"{demo.DEMO_USER}:{password}"])
+            app = demo.make_app(
+                db,
+                credentials=[f"{demo.DEMO_USER}:{password}"],
+                mailgun_signing_key=signing_key,
+            )
         except (ConfigurationError, StoreUnavailable, sqlite3.Error) as exc:
             raise CommandError(f"cannot open {db}: {exc}") from None
         # Closed last, after the server: its connections go, and with the last one
@@ -92,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         # Run in reverse: close the server, wait for its threads, then close the store.
         cleanup.callback(_join, set(threading.enumerate()) - before)
         cleanup.callback(server.close)
-        print(_banner(args.host, listener.getsockname()[1], db, password), flush=True)
+        secrets_shown = {"postmark": password, "mailgun": signing_key}
+        unserved = getattr(app.app, "unserved", {})
+        print(banner(args.host, listener.getsockname()[1], db, secrets_shown, unserved), flush=True)
         server.run()  # returns once waitress has caught the KeyboardInterrupt
     print("bounce-middleware demo stopped. Bye!", flush=True)
     return EXIT_OK
@@ -109,32 +120,56 @@ def new_password() -> str:
     return password
 
 
-def _banner(host: str, port: int, db: Path, password: str) -> str:
-    """What the demo is, where, and the commands to try with it."""
-    from bounce_middleware.demo import BOUNCE_PATH, DB_ENV, DEFAULT_DB, DEMO_USER, SEED_USERS
+def banner(
+    host: str, port: int, db: Path, secrets_shown: dict[str, str], unserved: dict[str, str]
+) -> str:
+    """What the demo is, where, its routes, and the commands to try with it."""
+    from bounce_middleware.demo import DB_ENV, DEFAULT_DB, DEMO_PATHS, DEMO_USER, SEED_USERS
 
-    email = SEED_USERS[0][1]
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    send = shlex.join(
-        [PROG, "send", base + BOUNCE_PATH, "--user", DEMO_USER, "--password", password,
-         "--email", email]
-    )  # fmt: skip
+    password, signing_key = secrets_shown["postmark"], secrets_shown["mailgun"]
+    how = {
+        "postmark": f"HTTP Basic user {DEMO_USER}, password {password}",
+        "sendgrid": "the samples' TEST public key",
+        "mailgun": f"signing key {signing_key}",
+        "amazon_ses": "the samples' TEST topic and certificate (no network)",
+    }
+    options = {
+        "postmark": ["--user", DEMO_USER, "--password", password],
+        "mailgun": ["--provider", "mailgun", "--secret", signing_key],
+    }
+    width = max(len(name) for name in DEMO_PATHS)
+    url_width = len(base) + max(len(path) for path in DEMO_PATHS.values())
+    routes, sends = [], []
+    # One user per provider (cycling if there are more providers than users).
+    for (name, path), (_, email) in zip(DEMO_PATHS.items(), itertools.cycle(SEED_USERS)):
+        if name in unserved:
+            routes.append(
+                f"  {name:<{width}}  {base + path:<{url_width}}  not served: {unserved[name]}"
+            )
+            continue
+        routes.append(f"  {name:<{width}}  {base + path:<{url_width}}  {how[name]}")
+        extra = options.get(name, ["--provider", name])
+        sends.append(shlex.join([PROG, "send", base + path, *extra, "--email", email]))
     listing = shlex.join([PROG, "list", "--store", f"sqlite:///{db}"])
     replay = shlex.join([PROG, "replay", "--app", _DEMO_APP])
     if db != Path(DEFAULT_DB).resolve():
         # make_app() called with no arguments finds the database through the environment.
         replay = f"{DB_ENV}={shlex.quote(str(db))} {replay}"
+    others = "".join(f"  {command}\n" for command in sends[1:])
     return (
         f"bounce-middleware demo: open {base}/ in your browser\n"
-        f"  webhook   {base}{BOUNCE_PATH}  (user {DEMO_USER}, password {password})\n"
         f"  database  {db}  (delete {db.name}* to start over)\n"
         "\n"
-        f"Flag {email} with a hard bounce: in a second terminal, run\n"
+        "Webhook routes, one per provider:\n" + "\n".join(routes) + "\n"
         "\n"
-        f"  {send}\n"
+        f"Flag {SEED_USERS[0][1]} with a hard bounce: in a second terminal, run\n"
         "\n"
-        "then reload the page.\n"
-        f"Recorded bounces:   {listing}\n"
+        f"  {sends[0]}\n"
+        "\n"
+        "then reload the page."
+        + (f" The other providers' samples flag the other users:\n\n{others}\n" if others else "\n")
+        + f"Recorded bounces:   {listing}\n"
         f"Replay what failed: {replay}\n"
         "Press Ctrl-C to stop."
     )
