@@ -50,6 +50,8 @@ class Target:
 TARGETS = (
     Target("pass-through vs hand-written check (function)", "2", "1b", 1.10, abba=True),
     Target("pass-through vs hand-written check (class)", "2", "1c", 1.10, abba=True),
+    Target("pass-through, 4 routes vs hand-written check (function)", "2b", "1d", 1.10, abba=True),
+    Target("pass-through, 4 routes vs hand-written check (class)", "2b", "1e", 1.10, abba=True),
     Target("pass-through vs unwrapped Django view", "3b", "3a", 1.01, abba=True),
     Target("pass-through vs unwrapped Django view, MIDDLEWARE = []", "3d", "3c", 1.01, abba=True),
     Target("bounce path, no store vs Django trivial view", "4a", "3a", 0.15),
@@ -62,7 +64,10 @@ TARGETS = (
 REFERENCE = {
     "1b": "1a",
     "1c": "1a",
+    "1d": "1a",
+    "1e": "1a",
     "2": "1b",
+    "2b": "1d",
     "3b": "3a",
     "3c": "3a",
     "3d": "3c",
@@ -125,9 +130,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     django.setup()
     from .allocations import measure
+    from .apps import bare_app, four_routes
     from .django_project.data import USERS, create_database
     from .harness import abba, bounce_body, calibrate, get_environ, post_environ, run_interleaved
-    from .rows import BOUNCE_PATH, ORDINARY_PATH, bare_app, build_rows
+    from .rows import BOUNCE_PATH, ORDINARY_PATH, build_rows
 
     say = print
     say(
@@ -174,6 +180,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     allocations = [
         measure("bare app", bare_app, lambda: get_environ(ORDINARY_PATH)),
         measure("BounceMiddleware pass-through", wrapped, lambda: get_environ(ORDINARY_PATH)),
+        measure(
+            "pass-through, 4 provider routes",
+            BounceMiddleware(bare_app, routes=four_routes()),
+            lambda: get_environ(ORDINARY_PATH),
+        ),
         measure(
             "bounce path, no store (control)",
             wrapped,
@@ -240,7 +251,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             f"{allocation.middleware_blocks_kept:>5} blocks kept by middleware.py"
         )
     extra = allocations[1].peak_bytes - allocations[0].peak_bytes
-    say(f"  pass-through allocates {extra} bytes per request beyond the bare app")
+    routes_extra = allocations[2].peak_bytes - allocations[0].peak_bytes
+    say(
+        f"  pass-through allocates {extra} bytes per request beyond the bare app "
+        f"({routes_extra} with 4 provider routes)"
+    )
 
     spreads = [(max(r.samples) - min(r.samples)) / r.median for r in rows]
     say(f"noise: largest (max - min) / median of a row: {max(spreads):.1%}")
@@ -270,6 +285,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         "targets": target_results,
         "allocations": [a.as_dict() for a in allocations],
         "pass_through_extra_bytes": extra,
+        "pass_through_routes_extra_bytes": routes_extra,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,7 +17,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +104,21 @@ def post_environ(path: str, body: bytes, user: str, password: str) -> dict[str, 
     return environ
 
 
+def request_environ(path: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """A POST of ``body`` to ``path`` with ``headers`` (any case), as a server builds it."""
+    environ = dict(_BASE_ENVIRON)
+    environ.update(
+        REQUEST_METHOD="POST",
+        PATH_INFO=path,
+        CONTENT_LENGTH=str(len(body)),
+        **{"wsgi.input": io.BytesIO(body)},
+    )
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    return environ
+
+
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
     return None
 
@@ -155,6 +170,17 @@ class CheckFailed(SystemExit):
     """A row's answers or rows written are not what they must be: the run stops."""
 
 
+def fail(row: str, message: str) -> CheckFailed:
+    """The error a failed check raises: names the row, stops the run."""
+    return CheckFailed(f"row {row} failed its check: {message}")
+
+
+def expect(row: str, condition: bool, message: str) -> None:
+    """Raise :func:`fail` unless ``condition``."""
+    if not condition:
+        raise fail(row, message)
+
+
 #: Prepares ``n`` requests and returns the callable that serves them (timed).
 Prepare = Callable[[int], Callable[[], None]]
 
@@ -172,11 +198,13 @@ class Row:
     verify: Callable[[int], None] = lambda n: None
     #: Largest batch (database rows keep their tables and memory small).
     max_batch: int = 1_000_000
-    samples: list[float] = field(default_factory=list)  #: seconds per request, one per repeat
+    #: Events each request carries: samples are per event (a batch row: its batch size).
+    events: int = 1
+    samples: list[float] = field(default_factory=list)  #: seconds per event, one per repeat
 
     @property
     def median(self) -> float:
-        """Median seconds per request over the repeats."""
+        """Median seconds per event (per request, for a one-event row) over the repeats."""
         return statistics.median(self.samples)
 
 
@@ -213,7 +241,7 @@ def run_interleaved(
             runner()
             elapsed = time.perf_counter() - start
             row.verify(n)
-            row.samples.append(elapsed / n)
+            row.samples.append(elapsed / (n * row.events))
         progress(f"repeat {repeat + 1}/{repeats} done")
 
 
@@ -233,7 +261,7 @@ def abba(first: Row, second: Row, rounds: int, sizes: dict[str, int]) -> list[fl
             runner = row.prepare(n)
             start = time.perf_counter()
             runner()
-            elapsed[row.key] += (time.perf_counter() - start) / n
+            elapsed[row.key] += (time.perf_counter() - start) / (n * row.events)
             row.verify(n)
         ratios.append(elapsed[second.key] / elapsed[first.key])
     return ratios

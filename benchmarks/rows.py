@@ -26,67 +26,36 @@ from bounce_middleware.model import Bounce
 from bounce_middleware.sqlite_store import SQLiteStore
 from bounce_middleware.store import MemoryStore, Store
 
+from .apps import (
+    HELLO,
+    ROUTE_PATHS,
+    PathCheck,
+    PathsCheck,
+    bare_app,
+    four_routes,
+    path_check,
+    paths_check,
+)
 from .django_project.data import USERS, WEBHOOK_PASSWORD, WEBHOOK_USER, user_email
-from .harness import CheckFailed, Reply, Row, bounce_body, call, drive, get_environ, post_environ
+from .harness import (
+    Reply,
+    Row,
+    bounce_body,
+    call,
+    drive,
+    expect,
+    get_environ,
+    post_environ,
+)
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication
 
 BOUNCE_PATH = "/postmark/bounce"
 CLASSIC_PATH = "/classic/postmark/bounce"
 ANYMAIL_PATH = "/anymail/postmark/tracking/"
 ORDINARY_PATH = "/hello/"
-HELLO = b"Hello, world.\n"
 NOTICE_MIDDLEWARE = "bounce_middleware.adapters.django.middleware.BounceNoticeMiddleware"
-_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
-_BODY = (HELLO,)
-
-
-def bare_app(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-    """Row 1a: the floor, a WSGI app that answers at once."""
-    start_response("200 OK", _HEADERS)
-    return _BODY
-
-
-def webhook_stub(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-    """What a hand-written check would call on its path (never reached by these rows)."""
-    start_response("204 No Content", [])
-    return ()
-
-
-def path_check(app: WSGIApplication, path: str) -> WSGIApplication:
-    """Row 1b: the minimal hand-written path check, as a closure."""
-
-    def checked(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        if environ.get("PATH_INFO") == path:
-            return webhook_stub(environ, start_response)
-        return app(environ, start_response)
-
-    return checked
-
-
-class PathCheck:
-    """Row 1c: the same check as a middleware class, as PEP 3333's examples write one."""
-
-    def __init__(self, app: WSGIApplication, path: str) -> None:
-        self.app = app
-        self.path = path
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        if environ.get("PATH_INFO") == self.path:
-            return webhook_stub(environ, start_response)
-        return self.app(environ, start_response)
-
-
-def fail(row: str, message: str) -> CheckFailed:
-    """The error a failed check raises: names the row, stops the run."""
-    return CheckFailed(f"row {row} failed its check: {message}")
-
-
-def expect(row: str, condition: bool, message: str) -> None:
-    """Raise :func:`fail` unless ``condition``."""
-    if not condition:
-        raise fail(row, message)
 
 
 class Emails:
@@ -303,7 +272,25 @@ def build_rows(workdir: Path) -> list[Row]:
             "1c", "hand-written path check (class)", PathCheck(bare_app, BOUNCE_PATH), fresh=False
         ),
         passthrough_row(
+            "1d",
+            "hand-written check of 4 paths (function)",
+            paths_check(bare_app, ROUTE_PATHS),
+            fresh=False,
+        ),
+        passthrough_row(
+            "1e",
+            "hand-written check of 4 paths (class)",
+            PathsCheck(bare_app, ROUTE_PATHS),
+            fresh=False,
+        ),
+        passthrough_row(
             "2", "BounceMiddleware pass-through, bare app", middleware(bare_app), fresh=False
+        ),
+        passthrough_row(
+            "2b",
+            "BounceMiddleware pass-through, 4 provider routes",
+            BounceMiddleware(bare_app, routes=four_routes()),
+            fresh=False,
         ),
         passthrough_row(
             "3a", "Django trivial view (startproject MIDDLEWARE)", django_app, fresh=True

@@ -14,6 +14,8 @@ USERS = 10_000
 #: The one Basic credential every webhook row and the HTTP run use.
 WEBHOOK_USER = "postmark"
 WEBHOOK_PASSWORD = "s3cret"
+#: The Mailgun HTTP webhook signing key of the provider rows (both receivers are given it).
+MAILGUN_SIGNING_KEY = "key-benchmark-not-secret"
 
 
 def user_email(number: int) -> str:

@@ -1,0 +1,213 @@
+"""The rows of :mod:`benchmarks.batch`: SendGrid events one per request and 1,000 per request.
+
+Each pair shares one middleware (one SendGrid route, one no-op handler) and
+one store, so the only difference is how many events a request carries. Every
+event is new (its own ``sg_event_id``) and a hard bounce: all are dispatched
+and stored, the most a batch can cost (a real batch is mostly deliveries and
+opens, which are acknowledged without a store write).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from bounce_middleware import BounceMiddleware
+from bounce_middleware.model import Bounce
+from bounce_middleware.providers import SendGrid
+from bounce_middleware.samples.sendgrid import (
+    TEST_PRIVATE_KEY_PEM,
+    TEST_PUBLIC_KEY,
+    sendgrid_event,
+    sign_request,
+)
+from bounce_middleware.sqlite_store import SQLiteStore
+from bounce_middleware.store import Store
+
+from .harness import Row, call, drive, expect, request_environ
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+ROUTE = "/hooks/sendgrid"
+Request = tuple[dict[str, str], bytes]
+
+
+def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """The application behind the middleware (never reached: every request is a webhook)."""
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found\n"]
+
+
+class Finished:
+    """Counts the events a store holds finished, above a mark (the id before a batch)."""
+
+    def __init__(self, count: Callable[[int], int], top: Callable[[], int]) -> None:
+        self.count = count
+        self.top = top
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Finished:
+        """For a :class:`SQLiteStore` file (read through a connection of its own)."""
+
+        def query(sql: str, *args: int) -> int:
+            conn = sqlite3.connect(path)
+            try:
+                (value,) = conn.execute(sql, args).fetchone()
+            finally:
+                conn.close()
+            return int(value or 0)
+
+        return cls(
+            lambda mark: query(
+                "SELECT count(*) FROM bounce_event WHERE id > ? AND finished_at IS NOT NULL", mark
+            ),
+            lambda: query("SELECT max(id) FROM bounce_event"),
+        )
+
+    @classmethod
+    def sqlalchemy(cls, engine: object) -> Finished:
+        """For a ``SQLAlchemyStore``'s tables."""
+        import sqlalchemy as sa
+
+        from bounce_middleware.adapters.sqlalchemy.tables import BounceEvent
+
+        assert isinstance(engine, sa.Engine)
+
+        def scalar(statement: sa.Select[Any]) -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(statement).scalar() or 0)
+
+        return cls(
+            lambda mark: scalar(
+                sa.select(sa.func.count()).where(BounceEvent.id > mark, BounceEvent.finished)
+            ),
+            lambda: scalar(sa.select(sa.func.max(BounceEvent.id))),
+        )
+
+
+class BatchRows:
+    """Builds the pairs of rows: per store, one event per request and ``size`` per request."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        key = load_pem_private_key(TEST_PRIVATE_KEY_PEM.encode("ascii"), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        self.calls = 0
+        self.addresses: Iterator[str] = itertools.cycle(
+            f"user{n:05d}@example.com" for n in range(10_000)
+        )
+
+    def handler(self, bounce: Bounce) -> None:
+        """The no-op handler, counting its calls."""
+        self.calls += 1
+
+    def request(self, events: int) -> Request:
+        """A signed SendGrid POST of ``events`` new hard bounces."""
+        batch = [sendgrid_event("hard", email=next(self.addresses)) for _ in range(events)]
+        return sign_request(batch, private_key=self.key)
+
+    def rows(self, sqlite_path: Path, postgres_url: str | None) -> list[Row]:
+        """Every row: SQLite, no store, and both PostgreSQL stores when a URL is given."""
+        store = SQLiteStore(sqlite_path)
+        store.check()
+        stores: list[tuple[str, str, Store | None, Finished | None, Any]] = [
+            ("", "SQLiteStore", store, Finished.sqlite(store.path), None),
+            ("-0", "no store", None, None, None),
+        ]
+        if postgres_url:
+            import sqlalchemy as sa
+
+            from bounce_middleware.adapters.sqlalchemy import SQLAlchemyStore, create_all
+
+            from .batch_django import django_postgres
+
+            engine = sa.create_engine(postgres_url)
+            create_all(engine)
+            pg_store = SQLAlchemyStore(engine)
+            stores.append(
+                ("-pg", "SQLAlchemyStore, PostgreSQL", pg_store, Finished.sqlalchemy(engine), None)
+            )
+            django_store, finished_above, top, scope = django_postgres(postgres_url)
+            stores.append(
+                (
+                    "-dj",
+                    "DjangoStore, PostgreSQL",
+                    django_store,
+                    Finished(finished_above, top),
+                    scope,
+                )
+            )
+        rows = []
+        for suffix, what, a_store, finished, scope in stores:
+            app = BounceMiddleware(
+                not_found,
+                routes={ROUTE: SendGrid(public_key=TEST_PUBLIC_KEY)},
+                handlers=[self.handler],
+                store=a_store,
+                scope=scope,
+            )
+            single = f"one event per request, {what}"
+            batch = f"{self.size:,} events per request, {what}"
+            rows.append(self._row(f"single{suffix}", single, app, 1, finished))
+            rows.append(self._row(f"batch{suffix}", batch, app, self.size, finished))
+        return rows
+
+    def _row(
+        self, key: str, label: str, app: WSGIApplication, events: int, finished: Finished | None
+    ) -> Row:
+        marks = {"calls": 0, "top": 0}
+
+        def post(request: Request) -> tuple[int, int]:
+            """Status and handler calls of one request."""
+            before = self.calls
+            reply = call(app, request_environ(ROUTE, *request))
+            return reply.code, self.calls - before
+
+        def check() -> None:
+            headers, body = self.request(events)
+            forged = (self.request(events)[0], body)  # a signature of another batch
+            top = finished.top() if finished else 0
+            code, ran = post(forged)
+            expect(key, code == 401 and ran == 0, f"a forged batch answered {code}, ran {ran}")
+            if finished is not None:
+                expect(key, finished.top() == top, "a forged batch was stored")
+            code, ran = post((headers, body))
+            expect(key, code == 200, f"{events} events answered {code}")
+            expect(key, ran == events, f"{events} events ran the handler {ran} times")
+            if finished is not None:
+                stored = finished.count(top)
+                expect(key, stored == events, f"{events} events left {stored} stored finished")
+                code, ran = post((headers, body))
+                expect(key, code == 200 and ran == 0, f"a redelivery answered {code}, ran {ran}")
+
+        def prepare(n: int) -> Callable[[], None]:
+            environs = [request_environ(ROUTE, *self.request(events)) for _ in range(n)]
+            marks["calls"] = self.calls
+            marks["top"] = finished.top() if finished else 0
+            return lambda: drive(app, environs)
+
+        def verify(n: int) -> None:
+            ran = self.calls - marks["calls"]
+            expect(key, ran == n * events, f"{n * events} events ran the handler {ran} times")
+            if finished is not None:
+                stored = finished.count(marks["top"])
+                expect(key, stored == n * events, f"{n * events} events: {stored} stored finished")
+
+        # A batch row's requests are large: a handful per timed batch.
+        return Row(
+            key,
+            label,
+            check,
+            prepare,
+            verify,
+            max_batch=200 if events > 1 else 20_000,
+            events=events,
+        )
