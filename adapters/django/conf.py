@@ -5,7 +5,7 @@ Keys (upper case, as Django settings are written):
 ===================  ========================================================  ==============
 key                  meaning                                                   default
 ===================  ========================================================  ==============
-``ROUTES``           ``{path: provider}``: a provider name (``"postmark"``,     required, or
+``ROUTES``           ``{path: provider}``: a provider name (``"postmark"``,    required, or
                      ``"sendgrid"``, ``"mailgun"``, ``"amazon_ses"``), a       ``PATH`` and
                      dotted name or a provider object                          ``CREDENTIALS``
 ``<PROVIDER>``       a dict of a named provider's options, e.g.                per provider
