@@ -69,7 +69,8 @@ class Bounce:
     metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
     raw: Mapping[str, Any] = field(default_factory=lambda: EMPTY_MAPPING, repr=False, compare=False)
     #: What identifies the event when ``id`` alone does not (Mailgun ids repeat across
-    #: days; one SES notification covers several recipients). :attr:`key` uses it.
+    #: days; one SES notification covers several recipients). :attr:`key` holds its
+    #: digest, never the text: it may hold an address.
     dedup_id: str | None = field(default=None, repr=False)
     # Postmark only.
     type_code: int | None = None
@@ -94,22 +95,34 @@ class Bounce:
 
     @property
     def key(self) -> str:
-        """The de-duplication key: provider and event id (or ``dedup_id``), or a body digest.
+        """The de-duplication key: provider and event id, or a digest.
 
-        ``"postmark:4323372036"``; an id over :data:`MAX_KEY_ID_LENGTH` characters
-        becomes ``"postmark:id-sha256:<hex digest of the id>"``, and an event without
-        an id ``"postmark:sha256:<hex digest of the body>"``. Every key is short
-        enough for a database's unique index, whatever the payload holds.
+        ``"postmark:4323372036"``. With a ``dedup_id`` (what identifies the event
+        when the id alone does not: it may hold an address, and keys are logged)
+        its digest follows the id: ``"mailgun:<id>:<24 hex digits>"``, or
+        ``"mailgun:dedup-sha256:<hex>"`` without an id. An id over
+        :data:`MAX_KEY_ID_LENGTH` characters becomes ``"postmark:id-sha256:<hex>"``,
+        and an event without any id ``"postmark:sha256:<hex digest of the body>"``.
+        Every key is short enough for a database's unique index, whatever the
+        payload holds.
         """
-        event_id = self.dedup_id if self.dedup_id is not None else self.id
+        event_id = self.id
+        if self.dedup_id is not None:
+            digest = _sha256(self.dedup_id)
+            if event_id is not None and len(event_id) <= MAX_KEY_ID_LENGTH:
+                return f"{self.provider}:{event_id}:{digest[:24]}"
+            return f"{self.provider}:dedup-sha256:{digest}"
         if event_id is not None:
             if len(event_id) <= MAX_KEY_ID_LENGTH:
                 return f"{self.provider}:{event_id}"
-            digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
-            return f"{self.provider}:id-sha256:{digest}"
+            return f"{self.provider}:id-sha256:{_sha256(event_id)}"
         # Retries repeat the body byte for byte; a Bounce built by hand has only ``raw``.
         content = self.body or json.dumps(self.raw, sort_keys=True, default=_jsonable).encode()
         return f"{self.provider}:sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _jsonable(value: object) -> object:

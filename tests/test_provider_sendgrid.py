@@ -192,7 +192,7 @@ def test_without_sg_event_id_the_key_comes_from_message_event_email_and_time() -
     event = sendgrid_event("unsubscribe", sg_event_id=None)
     bounce = one(event)
     assert bounce.id is None and bounce.dedup_id is not None
-    assert bounce.key.startswith("sendgrid:event-sha256:")
+    assert bounce.key.startswith("sendgrid:dedup-sha256:")
     assert "john@example.com" not in bounce.key  # keys are logged; addresses never are
     assert one(dict(event)).key == bounce.key  # a retry: the same key
     for change in ({"timestamp": event["timestamp"] + 1}, {"email": "ann@example.com"}):
