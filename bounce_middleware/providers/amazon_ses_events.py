@@ -20,7 +20,7 @@ from .base import Parsed, load_json_object
 
 K = BounceKind
 
-#: The provider name: the prefix of every event key (``amazon_ses:<MessageId>:<address>``).
+#: The provider name: the prefix of every event key (Bounce.key digests the rest).
 PROVIDER = "amazon_ses"
 
 #: ``(bounceType, bounceSubType)`` -> kind.
@@ -82,7 +82,7 @@ _Reading = tuple[BounceKind | None, str, str | None]
 def parse_ses_message(message: str, *, message_id: str, sns_time: object, body: bytes) -> Parsed:
     """The events of one SES notification (an SNS ``Message``); PayloadError if it is none.
 
-    One event per recipient, keyed ``<MessageId>:<address>`` (SNS keeps
+    One event per recipient, its ``dedup_id`` ``<MessageId>:<address>`` (SNS keeps
     ``MessageId`` across its retries). ``sns_time`` is the envelope's
     ``Timestamp``, used when the event has no time of its own; ``body`` is the
     whole request, kept on every event for ``replay``. ``raw`` is the
