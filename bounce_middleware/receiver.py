@@ -314,7 +314,8 @@ class Receiver:
         finally:
             scope.close()
         logger.warning(
-            "bounce webhook refused: %s -> %d; kept as rejected record %s",
+            "%s webhook refused: %s -> %d; kept as rejected record %s",
+            provider.name,
             shown,
             status,
             loggable(key),

@@ -148,7 +148,8 @@ class CertificateCache:
         """The RSA key of the certificate at ``url``: cached, or fetched and parsed.
 
         Raises :class:`SignatureError` (URL not allowed; not an RSA certificate)
-        or :class:`~.fetch.FetchError` (the fetch failed: worth a retry).
+        or :class:`~.fetch.FetchError` (the fetch failed, or did not bring a PEM
+        certificate: worth a retry).
         """
         url = check_signing_cert_url(url)
         now = self._clock()
@@ -181,7 +182,9 @@ def _certificate_key(pem: bytes) -> RSAPublicKey:
         certificate = x509.load_pem_x509_certificate(pem)
         key = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        raise SignatureError("SigningCertURL did not serve a PEM certificate") from None
+        # Only AWS's own hosts are asked, over HTTPS: something else in the answer is a
+        # proxy's error page or a broken transfer, worth a retry (SNS drops on a 4xx).
+        raise FetchError("SigningCertURL did not serve a PEM certificate") from None
     if not isinstance(key, RSAPublicKey):
         raise SignatureError("SNS signing certificate does not hold an RSA key")
     return key
