@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from webtest import TestApp
+from webtest import TestApp, TestRequest, TestResponse
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore
 from bounce_middleware.providers import AmazonSES, Mailgun, Postmark, SendGrid
@@ -61,6 +61,11 @@ REQUESTS: dict[str, tuple[str, Callable[[], tuple[dict[str, str], bytes]]]] = {
 }
 
 
+def post(app: TestApp, path: str, headers: dict[str, str], body: bytes) -> TestResponse:
+    request = TestRequest.blank(path, method="POST", headers=headers, body=body)
+    return app.do_request(request, status="*")
+
+
 @pytest.fixture
 def site() -> tuple[TestApp, list[Bounce]]:
     received: list[Bounce] = []
@@ -86,8 +91,8 @@ def test_each_providers_signed_sample_reaches_the_handler(
     path, build = REQUESTS[provider]
     headers, body = build()
     with caplog.at_level(logging.DEBUG):
-        response = app.post(path, body, headers=headers)
-        again = app.post(path, body, headers=headers, expect_errors=True)
+        response = post(app, path, headers, body)
+        again = post(app, path, headers, body)
     assert response.status_int == 200, response.text
     [bounce] = received
     assert (bounce.provider, bounce.email, bounce.kind.value) == (provider, ADDRESS, "hard")
@@ -101,7 +106,7 @@ def test_each_providers_signed_sample_reaches_the_handler(
 def test_other_paths_pass_through(site: tuple[TestApp, list[Bounce]]) -> None:
     app, received = site
     assert app.get("/hooks").text == "the site"
-    assert app.post("/hooks/sendgrid/", b"[]").text == "the site"  # paths compare exactly
+    assert post(app, "/hooks/sendgrid/", {}, b"[]").text == "the site"  # paths compare exactly
     assert received == []
 
 
@@ -113,5 +118,5 @@ def test_a_sample_posted_to_another_providers_route_is_refused(
         headers, body = build()
         for other, (path, _) in REQUESTS.items():
             if other != provider:
-                assert app.post(path, body, headers=headers, status=401), (provider, other)
+                assert post(app, path, headers, body).status_int == 401, (provider, other)
     assert received == []
