@@ -362,9 +362,27 @@ def test_the_sample_types_are_the_parsers_types() -> None:
 
 
 def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
+    from bounce_middleware.samples import amazon_ses, mailgun, sendgrid
+
+    # Each provider's signer is sign_request in its own samples module; testing names
+    # them apart (sign_sendgrid_request...), and the TEST keys by provider.
+    renamed = {
+        "sign_sendgrid_request": sendgrid.sign_request,
+        "sign_mailgun_request": mailgun.sign_request,
+        "sign_ses_request": amazon_ses.sign_request,
+        "sns_test_fetcher": amazon_ses.test_fetcher,
+        "SENDGRID_TEST_PUBLIC_KEY": sendgrid.TEST_PUBLIC_KEY,
+        "SENDGRID_TEST_PRIVATE_KEY_PEM": sendgrid.TEST_PRIVATE_KEY_PEM,
+    }
+    modules = (samples, sendgrid, mailgun, amazon_ses)
     for name in testing.__all__:
-        if name != "auth_headers":
-            assert getattr(testing, name) is getattr(samples, name)
+        if name == "auth_headers":
+            continue
+        value = getattr(testing, name)
+        if name in renamed:
+            assert value is renamed[name], name
+        else:
+            assert any(getattr(m, name, None) is value for m in modules), name
     assert testing.auth_headers("u", "p") == {"Authorization": "Basic dTpw"}
 
 
