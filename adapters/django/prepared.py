@@ -60,6 +60,16 @@ class Insert:
         sql = f"{self.head} {', '.join([self.row] * len(rows))} ON CONFLICT DO NOTHING"
         return execute(db, sql, params)
 
+    def columns(self, db: str, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+        """The values of ``rows``, prepared as :meth:`run` does, one list per field."""
+        connection = connections[db]
+        return [
+            [row[field.attname] for row in rows]
+            if plain
+            else [field.get_db_prep_save(row[field.attname], connection) for row in rows]
+            for field, plain in zip(self.fields, self.plain, strict=True)
+        ]
+
 
 def column_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
     """The fields of ``model`` that are columns of its table, through the public
