@@ -2,11 +2,11 @@
 
 A claim of a batch ends as :meth:`SQLAlchemyStore.claim` would end it, but
 with a few statements for the whole batch instead of a transaction per event:
-the new events are inserted many rows to a statement (``ON CONFLICT DO
-NOTHING`` where the dialect has it, so the unique key still decides between
-concurrent deliveries), one ``SELECT`` tells which rows this batch inserted,
-and only the events seen before get the single claim's conditional lease
-``UPDATE``.
+one ``INSERT ... ON CONFLICT DO NOTHING`` run over every new row (the driver
+batches them; the unique key still decides between concurrent deliveries),
+one ``SELECT`` (a chunk of keys) reads the rows and their completed handlers,
+and only the events whose lease is free or expired get the single claim's
+conditional lease ``UPDATE``, run over all of them at once.
 
 Each event of a batch gets two random tokens: one written with the row if it
 is new, one written by the lease ``UPDATE`` if the event is resumed. Reading
@@ -14,13 +14,12 @@ the rows back then says, without relying on any driver's row counts, which
 events this batch recorded (``NEW``), took over (``RESUMED``) or left to
 another delivery (``BUSY``, ``DONE``).
 
-Rows and keys are written in key order, so that two batches sharing events
-take their row locks in the same order and never deadlock (PostgreSQL).
+On PostgreSQL rows are written in key order, so that two batches sharing
+events take their row locks in the same order and never deadlock.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,16 +31,14 @@ from sqlalchemy import orm
 from bounce_middleware.model import Bounce, fold_address
 from bounce_middleware.store import Claim, ClaimState, Settlement, new_token, storable
 
-from .sessions import dialect_of, insert_missing
+from .sessions import dialect_of, insert_all_missing
 from .tables import BounceEvent, CompletedHandler, metadata, now
 
 __all__ = ["claim_many", "event_row", "settle_many"]
 
-#: Rows per multi-row ``INSERT`` and keys per ``IN (...)``: well under every
-#: database's limit of bound parameters (PostgreSQL 65,535; SQLite 32,766).
+#: Keys per ``IN (...)``: under every database's limit of bound parameters
+#: (SQLite before 3.32: 999).
 CHUNK = 500
-# SQLite before 3.32 allows 999 parameters to a statement.
-_OLD_SQLITE_PARAMETERS = 999
 
 # The tables themselves: executemany UPDATEs are Core statements (an ORM-enabled one
 # with several parameter sets would be an ORM bulk UPDATE by primary key).
@@ -163,10 +160,8 @@ def settle_many(session: orm.Session, settlements: Sequence[Settlement]) -> None
     done = sorted(
         {(storable(s.claim.key), handler) for s in settlements for handler in s.completed}
     )
-    size = _rows_per_insert(session, len(_handlers.columns))
-    for chunk in _chunks(done, size):
-        rows = [{"event_key": key, "handler": name, "completed_at": when} for key, name in chunk]
-        insert_missing(session, CompletedHandler, rows, ["event_key", "handler"])
+    rows = [{"event_key": key, "handler": name, "completed_at": when} for key, name in done]
+    insert_all_missing(session, _handlers, rows, ["event_key", "handler"])
     held = _events.c.lease_token == sa.bindparam("token")
     ends = sa.bindparam("ends", type_=sa.Boolean)
     # One statement for both kinds of release, so that every event row is locked in key
@@ -206,9 +201,7 @@ def _insert_events(session: orm.Session, rows: dict[str, dict[str, Any]], keys: 
             for key, row_id in zip(order, ids, strict=True):
                 rows[key]["id"] = row_id
             order = keys
-    size = _rows_per_insert(session, len(_events.columns))
-    for chunk in _chunks(order, size):
-        insert_missing(session, BounceEvent, [rows[key] for key in chunk], ["key"])
+    insert_all_missing(session, _events, [rows[key] for key in order], ["key"])
 
 
 def _next_ids(session: orm.Session, count: int) -> list[int] | None:
@@ -249,12 +242,6 @@ def _read(session: orm.Session, keys: Sequence[str]) -> dict[str, _Stored]:
             if handler is not None:
                 row[3].add(handler)
     return {key: _Stored(t, f, u, frozenset(h)) for key, (t, f, u, h) in found.items()}
-
-
-def _rows_per_insert(session: orm.Session, columns: int) -> int:
-    if dialect_of(session, BounceEvent) == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
-        return max(1, _OLD_SQLITE_PARAMETERS // columns)
-    return CHUNK
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

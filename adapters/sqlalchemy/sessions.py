@@ -19,7 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bounce_middleware.errors import ConfigurationError
 
-__all__ = ["SessionFactory", "UnitOfWork", "insert_missing", "session_factory", "session_scope"]
+__all__ = [
+    "SessionFactory",
+    "UnitOfWork",
+    "insert_all_missing",
+    "insert_missing",
+    "session_factory",
+    "session_scope",
+]
 
 #: A zero-argument callable returning a plain ``Session`` (a ``sessionmaker``).
 SessionFactory = Callable[[], orm.Session]
@@ -93,6 +100,33 @@ def insert_missing(
             continue
         inserted += 1
     return inserted
+
+
+def insert_all_missing(
+    session: orm.Session,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    unique: Sequence[str],
+) -> None:
+    """:func:`insert_missing` for many rows, in their order, without counting them.
+
+    Where the dialect has ``ON CONFLICT DO NOTHING``, one statement run with every
+    row's parameters (the driver batches them; building one statement of
+    thousands of parameters costs SQLAlchemy more than running it). Core, not
+    ORM-enabled: for the store's own sessions, which commit themselves.
+    """
+    if not rows:
+        return
+    make = _ON_CONFLICT_INSERTS.get(session.get_bind(clause=table).dialect.name)
+    if make is not None:
+        session.execute(make(table).on_conflict_do_nothing(index_elements=unique), list(rows))
+        return
+    for row in rows:  # as insert_missing: a savepoint each, a duplicate rolled back to it
+        try:
+            with session.begin_nested():
+                session.execute(sa.insert(table).values(dict(row)))
+        except sa_exc.IntegrityError:
+            continue
 
 
 def rowcount(result: Any) -> int:
