@@ -11,31 +11,30 @@ caller's own transaction. On SQLite and on the real PostgreSQL server.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from django.db import connections, transaction
+from django.db import transaction
 
-from bounce_middleware.adapters.django.models import BounceEvent as DjangoEvent
 from bounce_middleware.adapters.django.store import DjangoStore
-from bounce_middleware.adapters.sqlalchemy import SQLAlchemyStore, create_all, metadata
 from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import Bounce, BounceKind
-from bounce_middleware.store import Claim, ClaimState, Settlement, Store
+from bounce_middleware.store import Claim, ClaimState, Settlement
 from tests.store_apps import LEASE, make_bounce
-from tests.store_cases import DJANGO_POSTGRESQL
+from tests.store_orm_cases import (
+    DJANGO,
+    POSTGRESQL,
+    SQLITE,
+    Case,
+    build,
+    cases,
+    in_threads,
+    slow_insert,
+)
 
-SQLITE = ("sqlalchemy-sqlite", "django-sqlite", "django-sqlite-orm")
-POSTGRESQL = ("sqlalchemy-postgresql", "django-postgresql", "django-postgresql-orm")
-DJANGO = ("django-sqlite", "django-postgresql", "django-sqlite-orm", "django-postgresql-orm")
 #: At most this many statements per call on a 1,000-event batch: a few for the stores
 #: that write the whole batch at once, a few dozen on Django's ORM path (Django's SQLite
 #: backend allows 999 parameters to a statement: 66 rows to a bulk INSERT); never one
@@ -45,154 +44,12 @@ FEW_ON_THE_ORM_PATH = 40
 SIZE = 1000
 
 
-def _alias(name: str) -> str:
-    return DJANGO_POSTGRESQL if "postgresql" in name else "default"
-
-
-def cases(*names: str) -> list[Any]:
-    """``names`` as params of the ``orm`` fixture, with the Django database marks."""
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.django_db(transaction=True, databases=[_alias(name)])
-            if name.startswith("django-")
-            else (),
-            id=name,
-        )
-        for name in names
-    ]
-
-
-@dataclass
-class Counted:
-    """What one call did to the database."""
-
-    statements: int = 0
-    #: Distinct transactions the statements ran in (committed or not).
-    transactions: int = 0
-    commits: int = 0
-
-
-@dataclass
-class Case:
-    """One ORM store on one database, and a way to count what a call runs there."""
-
-    name: str
-    store: Store
-    counting: Callable[[], Any]
-    end_thread: Callable[[], None] = lambda: None
-    close: Callable[[], None] = lambda: None
-    rows: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
-    #: Run one SQL statement (no parameters) on the store's database.
-    execute: Callable[[str], None] = lambda sql: None
-    table: str = ""
-
-
 @pytest.fixture
 def orm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     """The store case named by the param, on a fresh database."""
-    name: str = request.param
-    case = _sqlalchemy(name, tmp_path, request) if name.startswith("sqlalchemy-") else _django(name)
+    case = build(request.param, tmp_path, request)
     yield case
     case.close()
-
-
-def _sqlalchemy(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Case:
-    if name == "sqlalchemy-sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'bounces.sqlite3'}")
-        create_all(engine)
-    else:
-        engine = sa.create_engine(request.getfixturevalue("sqlalchemy_postgresql_url"))
-        create_all(engine)
-        with engine.begin() as conn:
-            tables = ", ".join(table.name for table in metadata.sorted_tables)
-            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-
-    @contextmanager
-    def counting() -> Iterator[Counted]:
-        counted = Counted()
-
-        def statement(*args: Any) -> None:
-            counted.statements += 1
-
-        def begin(*args: Any) -> None:
-            counted.transactions += 1
-
-        def commit(*args: Any) -> None:
-            counted.commits += 1
-
-        listeners = [("before_cursor_execute", statement), ("begin", begin), ("commit", commit)]
-        for event, listener in listeners:
-            sa.event.listen(engine, event, listener)
-        try:
-            yield counted
-        finally:
-            for event, listener in listeners:
-                sa.event.remove(engine, event, listener)
-
-    def rows() -> list[dict[str, Any]]:
-        with engine.connect() as conn:
-            query = sa.select(metadata.tables["bounce_events"]).order_by(sa.text("id"))
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-    def execute(sql: str) -> None:
-        with engine.begin() as conn:
-            conn.execute(sa.text(sql))
-
-    return Case(
-        name,
-        SQLAlchemyStore(engine),
-        counting,
-        close=engine.dispose,
-        rows=rows,
-        execute=execute,
-        table="bounce_events",
-    )
-
-
-def _django(name: str) -> Case:
-    alias = _alias(name)
-    connection = connections[alias]
-
-    @contextmanager
-    def counting() -> Iterator[Counted]:
-        counted = Counted()
-        # A statement inside an atomic block belongs to its outermost block's transaction;
-        # one outside any runs in a transaction of its own (autocommit).
-        outermost: list[object] = []
-
-        def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            if sql == "BEGIN":  # Django's SQLite backend opening the atomic block's transaction
-                return execute(sql, params, many, context)
-            counted.statements += 1
-            block = connection.atomic_blocks[0] if connection.in_atomic_block else object()
-            if not any(block is seen for seen in outermost):
-                outermost.append(block)
-            return execute(sql, params, many, context)
-
-        assert not connection.in_atomic_block
-        with connection.execute_wrapper(wrapper):
-            yield counted
-        counted.transactions = counted.commits = len(outermost)
-
-    def rows() -> list[dict[str, Any]]:
-        return [dict(row) for row in DjangoEvent.objects.using(alias).order_by("id").values()]
-
-    store = DjangoStore(using=alias, prepared=not name.endswith("-orm"))
-
-    def execute(sql: str) -> None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql)
-
-    return Case(
-        name,
-        store,
-        counting,
-        end_thread=connections.close_all,
-        rows=rows,
-        execute=execute,
-        table=DjangoEvent._meta.db_table,
-    )
 
 
 def events(start: int, stop: int) -> list[Bounce]:
@@ -276,51 +133,6 @@ def test_a_batch_writes_the_rows_single_claims_write(orm: Case) -> None:
 # -- concurrency ------------------------------------------------------------------------
 
 
-def _in_threads(case: Case, work: list[Callable[[], Any]]) -> list[Any]:
-    barrier = threading.Barrier(len(work))
-    results: list[Any] = [None] * len(work)
-    errors: list[BaseException] = []
-
-    def run(n: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[n] = work[n]()
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
-        finally:
-            case.end_thread()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
-    return results
-
-
-@contextmanager
-def slow_insert(case: Case, key: str) -> Iterator[None]:
-    """On PostgreSQL, inserting the event ``key`` takes a while: two batches inserting it
-    are then surely both half-way through their INSERTs at once."""
-    if "postgresql" not in case.name:
-        yield
-        return
-    case.execute(
-        "CREATE FUNCTION bounce_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF NEW.key = '{key}' THEN PERFORM pg_sleep(0.3); END IF; RETURN NEW; END $$"
-    )
-    case.execute(
-        f"CREATE TRIGGER bounce_test_slow BEFORE INSERT ON {case.table} "
-        "FOR EACH ROW EXECUTE FUNCTION bounce_test_slow()"
-    )
-    try:
-        yield
-    finally:
-        case.execute(f"DROP TRIGGER bounce_test_slow ON {case.table}")
-        case.execute("DROP FUNCTION bounce_test_slow()")
-
-
 @pytest.mark.parametrize("orm", cases(*POSTGRESQL, *SQLITE), indirect=True)
 def test_overlapping_thousand_event_batches_in_opposite_orders_claim_each_event_once(
     orm: Case,
@@ -332,7 +144,7 @@ def test_overlapping_thousand_event_batches_in_opposite_orders_claim_each_event_
         # Written in the order given, the forward batch would wait in the middle of the
         # overlap while the backward one went on down to it: a deadlock.
         with slow_insert(orm, f"postmark:{start + 750}"):
-            results = _in_threads(
+            results = in_threads(
                 orm,
                 [partial(store.claim_many, b, lease_seconds=LEASE) for b in (forward, backward)],
             )
@@ -347,7 +159,7 @@ def test_overlapping_thousand_event_batches_in_opposite_orders_claim_each_event_
 
 
 @pytest.mark.parametrize("orm", cases(*POSTGRESQL), indirect=True)
-def test_overlapping_settlements_and_takeovers_in_threads(orm: Case) -> None:
+def test_overlapping_settlements_and_takeoversin_threads(orm: Case) -> None:
     # Two deliveries whose leases expired settle while two others take their events over,
     # all four on the same 400 events in different orders: nothing deadlocks or is lost.
     store = orm.store
@@ -355,7 +167,7 @@ def test_overlapping_settlements_and_takeovers_in_threads(orm: Case) -> None:
     stale = store.claim_many(batch, lease_seconds=0)
     staler = [Settlement(c, ("a",), False) for c in stale]
     backward = batch[::-1]
-    results = _in_threads(
+    results = in_threads(
         orm,
         [
             lambda: store.settle_many(staler[:200]),
