@@ -5,7 +5,8 @@ through the ``bounce_middleware_bounceevent`` table: a unique ``key`` decides
 which delivery is first, and conditional ``UPDATE``s take and release the
 lease (``select_for_update`` would be a no-op on SQLite, so nothing relies on
 row locks). A new event costs one ``INSERT`` to claim and one ``UPDATE`` to
-record the last handler's success and end the claim.
+record the last handler's success and end the claim; a batch of events costs
+one transaction of a few statements to claim, and one to settle (:mod:`.batch`).
 
 Every write joins the caller's transaction when there is one: a handler that
 writes to the same database calls :meth:`DjangoStore.complete` inside its own

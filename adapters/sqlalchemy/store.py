@@ -42,9 +42,10 @@ class SQLAlchemyStore:
     of the request. An event is recorded with one ``INSERT ... ON CONFLICT DO
     NOTHING`` (SQLite, PostgreSQL; a savepoint elsewhere), so the unique key
     decides between concurrent deliveries of any number of processes; leases
-    are conditional UPDATEs. Any database error is raised as
-    :class:`~bounce_middleware.errors.StoreUnavailable`, without the
-    statement's parameters.
+    are conditional UPDATEs. A batch (:meth:`claim_many`, :meth:`settle_many`)
+    is one transaction of a few statements, whatever its size. Any database
+    error is raised as :class:`~bounce_middleware.errors.StoreUnavailable`,
+    without the statement's parameters.
 
     :meth:`complete` takes ``session=``: a handler that writes to the same
     database records its completion in its own transaction, so that both
