@@ -24,13 +24,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .harness import workdir
+from .harness import Row, workdir
+from .report import paired
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LIMIT = 0.25  #: issue 12: per event, the batch at most a quarter of one event per request
@@ -54,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--postgres-start",
         action="store_true",
         help="start a throw-away PostgreSQL server (tests/postgres.py: fsync=off) for it",
+    )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="events stored in the SQLite store before timing (0: a new file)",
     )
     parser.add_argument("--only", default="", help="comma-separated row keys to time")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -98,6 +106,9 @@ def run(args: argparse.Namespace, directory: Path) -> int:
     logging.getLogger("bounce_middleware").propagate = False
     builder = BatchRows(args.size)
     rows = builder.rows(directory / "bounces.sqlite3", args.postgres)
+    if args.prefill:
+        builder.prefill(args.prefill)
+        say(f"SQLite store prefilled with {builder.stored():,} events")
     if args.only:
         wanted = set(args.only.split(","))
         rows = [row for row in rows if row.key in wanted]
@@ -105,8 +116,15 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         row.check()
     say(f"checked {len(rows)} rows: each event run once and stored finished, forgeries refused")
     batches = {row.key: calibrate(row, args.seconds) for row in rows}
+    # The store grows as the rows run; a batch's cost per event grows with it.
+    sizes = [builder.stored()]
+
+    def progress(text: str) -> None:
+        sizes.append(builder.stored())
+        say("  " + text)
+
     started = time.monotonic()
-    run_interleaved(rows, args.repeats, batches, progress=lambda text: say("  " + text))
+    run_interleaved(rows, args.repeats, batches, progress=progress)
     elapsed = time.monotonic() - started
     by_key = {row.key: row for row in rows}
 
@@ -128,18 +146,27 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         Ratio("no store: per event, batch / one event per request", "batch-0", "single-0"),
         Ratio("SQLiteStore / no store, one event per request", "single", "single-0"),
         Ratio("SQLiteStore / no store, batch", "batch", "batch-0"),
-        Ratio(f"SQLAlchemyStore, PostgreSQL: per event, {size}-event batch / one event",
+        Ratio("PostgreSQL, SQLAlchemyStore: batch / one event per request",
               "batch-pg", "single-pg"),
-        Ratio(f"DjangoStore, PostgreSQL: per event, {size}-event batch / one event",
-              "batch-dj", "single-dj"),
-        Ratio("SQLAlchemyStore, PostgreSQL / SQLiteStore, one event per request",
+        Ratio("PostgreSQL, DjangoStore: batch / one event per request", "batch-dj", "single-dj"),
+        Ratio("PostgreSQL, SQLAlchemyStore / SQLiteStore, one event per request",
               "single-pg", "single"),
-        Ratio("SQLAlchemyStore, PostgreSQL / SQLiteStore, batch", "batch-pg", "batch"),
-        Ratio("DjangoStore, PostgreSQL / SQLiteStore, one event per request",
+        Ratio("PostgreSQL, SQLAlchemyStore / SQLiteStore, batch", "batch-pg", "batch"),
+        Ratio("PostgreSQL, DjangoStore / SQLiteStore, one event per request",
               "single-dj", "single"),
-        Ratio("DjangoStore, PostgreSQL / SQLiteStore, batch", "batch-dj", "batch"),
+        Ratio("PostgreSQL, DjangoStore / SQLiteStore, batch", "batch-dj", "batch"),
     ]  # fmt: skip
     results = judge(ratios, by_key, say)
+    by_size: list[dict[str, Any]] = []
+    if {"batch", "single"} <= set(by_key):
+        by_size = store_growth(by_key["batch"], by_key["single"], sizes)
+        say("")
+        say("the SQLiteStore target by the store's size (events stored while those repeats ran):")
+        for line in by_size:
+            say(
+                f"  repeats {line['repeats']:<8} {line['from']:>8,} - {line['to']:<8,} events  "
+                f"{line['ratio']:.3f}"
+            )
     verdicts = [r["verdict"] for r in results if r["verdict"]]
     say(
         f"targets: {verdicts.count('PASS')} PASS, {verdicts.count('MISS')} MISS "
@@ -151,11 +178,31 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         "seconds_per_batch": args.seconds,
         "batch_size": args.size,
         "postgres": args.postgres_note if args.postgres else None,
+        "prefill": args.prefill,
+        "stored_after_each_repeat": sizes,
+        "target_by_store_size": by_size,
         "rows": rows_json(rows, batches),
         "ratios": results,
     }
     save(args.json, result, say)
     return 0
+
+
+def store_growth(batch: Row, single: Row, sizes: list[int]) -> list[dict[str, Any]]:
+    """The batch/single ratio in each third of the repeats, with the store's size then."""
+    ratios = paired(batch, single)
+    count = len(ratios)
+    thirds = [(k * count // 3, (k + 1) * count // 3) for k in range(3)]
+    return [
+        {
+            "repeats": f"{start + 1}-{end}",
+            "from": sizes[start],
+            "to": sizes[end],
+            "ratio": statistics.median(ratios[start:end]),
+        }
+        for start, end in thirds
+        if end > start
+    ]
 
 
 if __name__ == "__main__":

@@ -118,8 +118,9 @@ class BatchRows:
         """Every row: SQLite, no store, and both PostgreSQL stores when a URL is given."""
         store = SQLiteStore(sqlite_path)
         store.check()
+        self.sqlite = Finished.sqlite(store.path)
         stores: list[tuple[str, str, Store | None, Finished | None, Any]] = [
-            ("", "SQLiteStore", store, Finished.sqlite(store.path), None),
+            ("", "SQLiteStore", store, self.sqlite, None),
             ("-0", "no store", None, None, None),
         ]
         if postgres_url:
@@ -158,7 +159,21 @@ class BatchRows:
             batch = f"{self.size:,} events per request, {what}"
             rows.append(self._row(f"single{suffix}", single, app, 1, finished))
             rows.append(self._row(f"batch{suffix}", batch, app, self.size, finished))
+            if a_store is store:
+                self.sqlite_app = app
         return rows
+
+    def stored(self) -> int:
+        """Events in the SQLite store (its largest id: nothing is ever deleted here)."""
+        return self.sqlite.top()
+
+    def prefill(self, events: int) -> None:
+        """Store ``events`` more events in the SQLite store, in untimed batches."""
+        for start in range(0, events, self.size):
+            count = min(self.size, events - start)
+            environ = request_environ(ROUTE, *self.request(count))
+            drive(self.sqlite_app, [environ])
+        self.calls = 0
 
     def _row(
         self, key: str, label: str, app: WSGIApplication, events: int, finished: Finished | None
@@ -209,5 +224,6 @@ class BatchRows:
             prepare,
             verify,
             max_batch=200 if events > 1 else 20_000,
+            min_batch=2 if events > 1 else 10,
             events=events,
         )

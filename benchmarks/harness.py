@@ -198,6 +198,8 @@ class Row:
     verify: Callable[[int], None] = lambda n: None
     #: Largest batch (database rows keep their tables and memory small).
     max_batch: int = 1_000_000
+    #: Smallest batch (a row whose requests carry 1,000 events needs only a few).
+    min_batch: int = 10
     #: Events each request carries: samples are per event (a batch row: its batch size).
     events: int = 1
     samples: list[float] = field(default_factory=list)  #: seconds per event, one per repeat
@@ -210,7 +212,7 @@ class Row:
 
 def calibrate(row: Row, target_seconds: float) -> int:
     """A batch size whose run takes about ``target_seconds`` (after a warm-up)."""
-    n = 10
+    n = row.min_batch
     while True:
         runner = row.prepare(n)
         start = time.perf_counter()
@@ -221,7 +223,7 @@ def calibrate(row: Row, target_seconds: float) -> int:
             break
         n *= 10
     per_request = elapsed / n
-    return max(10, min(row.max_batch, int(target_seconds / per_request)))
+    return max(row.min_batch, min(row.max_batch, int(target_seconds / per_request)))
 
 
 def run_interleaved(
