@@ -158,9 +158,17 @@ class BasicCredentials:
         self.challenge = f'Basic realm="{realm}", charset="UTF-8"'
 
     def check(self, request: WebhookRequest) -> None:
-        """Return quietly, or raise Unauthorized with the challenge."""
+        """Return quietly, or raise Unauthorized with the challenge.
+
+        A request is checked once: the WSGI front checks before reading the body,
+        and the request with the body shares that request's ``memo``.
+        """
+        memo = request.memo
+        if memo.get("basic-credentials") is self:
+            return
         if not self.auth.check(request.headers.get("authorization")):
             raise Unauthorized("missing or wrong credentials", challenge=self.challenge)
+        memo["basic-credentials"] = self
 
 
 def decode_basic(header: str | None) -> bytes | None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .answer import UNREADABLE_BODY, Answer
@@ -166,8 +165,11 @@ class BounceMiddleware:
         except PayloadError as exc:
             logger.warning("bounce webhook refused: %s -> 400", loggable(exc.reason))
             return Answer(400, exc.reason)
+        # The same memo: what the body-less checks established is not checked twice.
         return self.receiver.answer(
-            WebhookRequest(request.method, request.path, request.headers, body, request.url)
+            WebhookRequest(
+                request.method, request.path, request.headers, body, request.url, request.memo
+            )
         )
 
     def answer(self, request: WebhookRequest) -> Answer:
@@ -202,24 +204,65 @@ def shorthand_routes(
     return {path: Postmark(credentials=credentials, realm=realm)}  # type: ignore[arg-type]
 
 
-def webhook_request(environ: WSGIEnvironment, body: bytes) -> WebhookRequest:
-    """The sans-IO request of a WSGI environ whose body was read."""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    }
-    content_type = environ.get("CONTENT_TYPE")
-    if content_type:
-        headers["content-type"] = content_type
+def webhook_request(
+    environ: WSGIEnvironment, body: bytes, memo: dict[str, Any] | None = None
+) -> WebhookRequest:
+    """The sans-IO request of a WSGI environ whose body was read.
+
+    ``memo`` carries what the body-less checks already established (see
+    :meth:`BounceMiddleware.process`) into the request with the body.
+    """
     path = environ.get("PATH_INFO", "")
     return WebhookRequest(
         environ.get("REQUEST_METHOD", ""),
         path,
-        MappingProxyType(headers),
+        EnvironHeaders(environ),
         body,
         _url(environ, path),
+        {} if memo is None else memo,
     )
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """The request headers of a WSGI environ, by lower-case name, read on demand.
+
+    A view, not a copy: a provider reads two or three headers, and copying the
+    environ's dozens of entries cost more than its whole Basic-auth check.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        if name == "content-type" or name == "content-length":
+            return name.upper().replace("-", "_")
+        return "HTTP_" + name.upper().replace("-", "_")
+
+    def __getitem__(self, name: str) -> str:
+        value = self._environ.get(self._key(name))
+        if type(value) is not str:
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The header's value, or ``default``: one dict lookup."""
+        value = self._environ.get(self._key(name))
+        return value if type(value) is str else default
+
+    def __iter__(self) -> Iterator[str]:
+        for key, value in self._environ.items():
+            if type(value) is not str:
+                continue
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").lower()
+            elif key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _url(environ: WSGIEnvironment, path: str) -> str:

@@ -211,7 +211,8 @@ class Receiver:
         """
         if isinstance(events, Bounce):
             events = (events,)
-        label = events[0].key if len(events) == 1 else f"batch of {len(events)}"
+        # The label names the delivery in the scope's error lines; none without a scope.
+        label = "" if self.scope is None else _label(events)
         scope = DeliveryScope(self.scope, label)
         if not scope.enter():
             return HANDLER_FAILED
@@ -334,6 +335,10 @@ def _acknowledged(record_types: tuple[str, ...]) -> Answer:
     shown = ", ".join(names) if names else "empty"
     logger.info("%s record acknowledged, not dispatched -> 200", shown)
     return Answer(200, f"ignored: {shown} records are not bounces")
+
+
+def _label(events: Sequence[Bounce]) -> str:
+    return events[0].key if len(events) == 1 else f"batch of {len(events)}"
 
 
 def _looks_like_a_name(text: str) -> bool:
