@@ -267,6 +267,29 @@ def test_an_event_holding_a_lone_surrogate_is_refused_alone_and_kept_as_escapes(
     assert parse_sendgrid(rejection.body).rejected == parsed.rejected  # replay: same outcome
 
 
+@pytest.mark.parametrize("depth", [500, 800])
+@pytest.mark.parametrize("event", ["bounce", None])
+def test_an_event_too_deep_to_write_back_is_refused_alone_as_it_arrived(
+    depth: int, event: str | None
+) -> None:
+    # The decoder reads deeper than json's encoder writes: such an event cannot be
+    # kept as [event] written again, so it is kept as the text it arrived as.
+    deep = '{"a":' * depth + "1" + "}" * depth
+    if event is None:
+        received = "[" + deep + "]"  # not even an object
+        reason = "an event is a JSON array, not an object"
+    else:
+        received = '{"event": "bounce", "email": "b@example.com", "x": ' + deep + "}"
+        reason = "event is nested too deeply"
+    data = b"\xef\xbb\xbf[ " + body(EVENT)[1:-1] + b" ,\r\n" + received.encode() + b" ]"
+    parsed = parse_sendgrid(data)
+    assert [e.id for e in parsed.events] == [EVENT["sg_event_id"]]
+    [rejection] = parsed.rejected
+    assert rejection.reason == reason
+    assert rejection.body == b"[" + received.encode() + b"]"
+    assert parse_sendgrid(rejection.body).rejected == parsed.rejected  # replay: still refused
+
+
 def test_an_acknowledged_event_is_not_checked_beyond_its_name() -> None:
     parsed = parse_sendgrid(body({"event": "open", "email": 3, "category": {}}))
     assert parsed == Parsed(acknowledged=("open",))

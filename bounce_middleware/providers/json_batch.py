@@ -28,7 +28,14 @@ from .base import (
     json_type,
 )
 
-__all__ = ["event_body", "freeze_event", "load_json_array", "may_hold_surrogates"]
+__all__ = [
+    "RejectionBodies",
+    "event_body",
+    "freeze_event",
+    "load_json_array",
+    "may_hold_surrogates",
+    "received_events",
+]
 
 
 def load_json_array(body: bytes, *, expected: str = "a JSON array") -> list[Any]:
@@ -104,7 +111,68 @@ def event_body(event: Any) -> bytes:
         except UnicodeEncodeError:
             return _ASCII_ENCODER.encode([event]).encode("ascii")
     except RecursionError:
-        raise PayloadError("body is nested too deeply") from None
+        raise PayloadError("event is nested too deeply") from None
+
+
+class RejectionBodies:
+    """The bodies kept for the events of one batch refused alone, each ``[event]``.
+
+    An event is written back from its decoded value when it can be. One
+    nested too deeply to write back (the decoder reads deeper than the
+    encoder writes) is kept as the text it arrived as, cut out of the batch,
+    so that ``replay`` refuses it again for the same reason; refusing the
+    whole batch instead would make the provider retry every good event beside
+    it. The batch is scanned for that text once, and only if needed.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._received: list[str] | None = None
+
+    def of(self, index: int, event: Any) -> bytes:
+        """The body to keep for the ``index``-th event of the batch, decoded as ``event``."""
+        try:
+            return event_body(event)
+        except PayloadError:
+            pass
+        if self._received is None:
+            self._received = received_events(self._body)
+        if index < len(self._received):
+            return ("[" + self._received[index] + "]").encode("utf-8")
+        # Not found again (not expected: the batch decoded once already). The whole
+        # batch: replay refuses it again for this event, and dispatches nothing.
+        return self._body
+
+
+def received_events(body: bytes) -> list[str]:
+    """Each element of a JSON array body as the text it arrived as (``[]`` if unreadable)."""
+    if body[:3] == codecs.BOM_UTF8:
+        body = body[3:]
+    try:
+        text = body.decode("utf-8")
+        at = _skip_space(text, 0)
+        if text[at : at + 1] != "[":
+            return []
+        found: list[str] = []
+        at = _skip_space(text, at + 1)
+        while text[at : at + 1] not in ("]", ""):
+            _, end = JSON_DECODER.raw_decode(text, at)
+            found.append(text[at:end])
+            at = _skip_space(text, end)
+            if text[at : at + 1] == ",":
+                at = _skip_space(text, at + 1)
+        return found
+    except (ValueError, RecursionError):
+        return []
+
+
+def _skip_space(text: str, at: int) -> int:
+    while text[at : at + 1] in _JSON_SPACE:
+        at += 1
+    return at
+
+
+_JSON_SPACE = frozenset(" \t\n\r")
 
 
 def _plain(value: object) -> object:

@@ -38,7 +38,13 @@ from bounce_middleware.signatures.sendgrid import (
 from bounce_middleware.text import article
 
 from .base import POST_ONLY, BasicCredentials, Parsed, Rejection, json_type
-from .json_batch import event_body, freeze_event, load_json_array, may_hold_surrogates
+from .json_batch import (
+    RejectionBodies,
+    event_body,
+    freeze_event,
+    load_json_array,
+    may_hold_surrogates,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -198,13 +204,14 @@ def parse_sendgrid(body: bytes) -> Parsed:
     events: list[Bounce] = []
     acknowledged: list[str] = []
     rejected: list[Rejection] = []
-    for item in items:
+    bodies = RejectionBodies(body)
+    for index, item in enumerate(items):
         try:
             outcome = _event(item, check_surrogates)
         except PayloadError as exc:
-            rejected.append(Rejection(event_body(item), exc.reason))
+            rejected.append(Rejection(bodies.of(index, item), exc.reason))
         except RecursionError:
-            rejected.append(Rejection(event_body(item), "event is nested too deeply"))
+            rejected.append(Rejection(bodies.of(index, item), "event is nested too deeply"))
         else:
             if isinstance(outcome, Bounce):
                 events.append(outcome)
