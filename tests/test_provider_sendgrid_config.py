@@ -72,6 +72,16 @@ def test_credentials_alone_check_basic_auth_and_no_signature() -> None:
     assert caught.value.challenge is not None and "Basic" in caught.value.challenge
 
 
+def test_check_headers_needs_no_body_and_checks_only_basic_credentials() -> None:
+    empty = post("/", b"")
+    SendGrid(public_key=TEST_PUBLIC_KEY).check_headers(empty)  # the signature decides later
+    with pytest.raises(Unauthorized) as caught:
+        SendGrid(
+            public_key=TEST_PUBLIC_KEY, credentials=["sendgrid:a-long-random-password"]
+        ).check_headers(empty)
+    assert caught.value.challenge is not None and "Basic" in caught.value.challenge
+
+
 def test_without_cryptography_a_public_key_names_the_extra_and_credentials_still_work() -> None:
     code = (
         "import sys; sys.modules['cryptography'] = None\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from webob import Request
 from webtest import TestApp, TestResponse
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore, SQLiteStore, Store
@@ -184,6 +186,39 @@ def test_basic_credentials_alone_or_with_the_signature() -> None:
     deliver(both, headers, body, 401)  # signed, no credentials
     deliver(both, basic, body, 401)  # credentials, no signature
     deliver(both, headers | basic, body, 200)
+    assert len(audit.calls) == 1
+
+
+class CountingInput(io.BytesIO):
+    """``wsgi.input`` that counts the bytes the application read."""
+
+    consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("public_key", [None, TEST_PUBLIC_KEY])
+def test_wrong_basic_credentials_are_refused_before_the_body_is_read(
+    public_key: str | None,
+) -> None:
+    audit = Audit()
+    provider = SendGrid(public_key=public_key, credentials=[CREDENTIALS])
+    middleware = BounceMiddleware(downstream, routes={PATH: provider}, handlers=[audit])
+    headers, body = sign_request([sendgrid_event()])
+    for password, status, consumed in (
+        ("wrong", 401, 0),
+        ("sendgrid-http-tests-password", 200, len(body)),
+    ):
+        stream = CountingInput(body)
+        request = Request.blank(PATH, method="POST", headers=headers)
+        request.headers["Authorization"] = basic_auth_header("sendgrid", password)
+        request.environ["wsgi.input"] = stream
+        request.environ["CONTENT_LENGTH"] = str(len(body))
+        assert request.get_response(middleware).status_int == status
+        assert stream.consumed == consumed
     assert len(audit.calls) == 1
 
 

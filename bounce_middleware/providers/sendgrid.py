@@ -168,6 +168,11 @@ class SendGrid:
             self.keys = load_sendgrid_keys(public_key)
         self.basic = None if credentials is None else BasicCredentials(credentials, realm=realm)
 
+    def check_headers(self, request: WebhookRequest) -> None:
+        """The configured HTTP Basic credentials, checked before the body is read."""
+        if self.basic is not None:
+            self.basic.check(request)
+
     def authenticate(self, request: WebhookRequest) -> None:
         """Check the Basic credentials and the signature over the raw body, as configured."""
         if self.basic is not None:
