@@ -200,7 +200,8 @@ class Receiver:
             logger.info("%s handshake answered -> 200", provider.name)
             return Answer(200, parsed.handshake)
         if parsed.rejected:
-            return Answer(200, f"{len(parsed.rejected)} events refused and kept for replay")
+            kept = "kept for replay" if self.store is not None else "not kept: no store"
+            return Answer(200, f"{len(parsed.rejected)} events refused ({kept})")
         return _acknowledged(parsed.acknowledged)
 
     def dispatch(self, events: Bounce | Sequence[Bounce]) -> Answer:
@@ -326,12 +327,7 @@ class Receiver:
 
 def _acknowledged(record_types: tuple[str, ...]) -> Answer:
     # The record type comes from the body: name it only when it looks like one.
-    names = sorted(
-        {
-            n if n.isascii() and n.isalnum() and len(n) <= 40 else "unrecognised"
-            for n in record_types
-        }
-    )
+    names = sorted({n if _looks_like_a_name(n) else "unrecognised" for n in record_types})
     shown = ", ".join(names) if names else "empty"
     logger.info("%s record acknowledged, not dispatched -> 200", shown)
     return Answer(200, f"ignored: {shown} records are not bounces")

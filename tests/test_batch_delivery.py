@@ -100,7 +100,7 @@ def test_outcomes_are_written_every_so_many_events(
 
     def counting(self: Store, settlements: Sequence[Settlement]) -> None:
         writes.append(len(settlements))
-        real(self, settlements)  # type: ignore[arg-type]
+        real(self, settlements)
 
     monkeypatch.setattr(type(store), "settle_many", counting)
     assert middleware(store, lambda bounce: None).answer(request(25)).status == 200

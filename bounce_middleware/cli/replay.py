@@ -150,14 +150,22 @@ def replay_event(
     label = f"{printable(record.key)} {printable(record.type)} {printable(record.email)}"
     if not record.body:
         return False, f"{label}: skipped, the store kept no body for it"
-    provider = middleware.providers.get(record.provider)
-    if provider is None:
+    providers = _routes_of(middleware, record.provider)
+    if not providers:
         return False, f"{label}: skipped, {_no_route(middleware, record)}"
-    try:
-        parsed = _parse(provider, record.body)
-    except (PayloadError, TemporaryFailure) as exc:
-        return False, f"{label}: skipped, its stored body does not parse: {printable(exc.reason)}"
-    event = next((e for e in parsed.events if e.key == record.key), None)
+    event = None
+    refusal = ""
+    for provider in providers:  # several routes of one provider: the one that knows it
+        try:
+            parsed = _parse(provider, record.body)
+        except (PayloadError, TemporaryFailure) as exc:
+            refusal = refusal or exc.reason
+            continue
+        event = next((e for e in parsed.events if e.key == record.key), None)
+        if event is not None:
+            break
+    if event is None and refusal:
+        return False, f"{label}: skipped, its stored body does not parse: {printable(refusal)}"
     if event is None:
         return False, f"{label}: skipped, its stored body is not this event"
     pending = [
@@ -168,6 +176,15 @@ def replay_event(
         return True, f"{label}: would run {names}"
     answer = middleware.dispatch(event)
     return answer.status == 200, f"{label}: ran {names} -> {answer.status} {answer.reason}"
+
+
+def _routes_of(middleware: BounceMiddleware, name: str) -> list[Provider]:
+    """Every configured provider named ``name`` (two SES routes for two accounts...)."""
+    found: dict[int, Provider] = {}
+    for provider in middleware.routes.values():
+        if provider.name == name:
+            found.setdefault(id(provider), provider)
+    return list(found.values())
 
 
 def _no_route(middleware: BounceMiddleware, record: Record) -> str:
@@ -189,13 +206,19 @@ def replay_rejected(
     which the next ``replay`` runs again.
     """
     label = f"{printable(record.key)} (rejected {utc(record.received_at)})"
-    provider = middleware.providers.get(record.provider)
-    if provider is None:
+    providers = _routes_of(middleware, record.provider)
+    if not providers:
         return False, f"{label}: skipped, {_no_route(middleware, record)}"
-    try:
-        parsed = _parse(provider, record.body)
-    except (PayloadError, TemporaryFailure) as exc:
-        return False, f"{label}: still refused: {printable(exc.reason)}"
+    parsed = None
+    refusal = ""
+    for provider in providers:  # several routes of one provider: the first that accepts it
+        try:
+            parsed = _parse(provider, record.body)
+            break
+        except (PayloadError, TemporaryFailure) as exc:
+            refusal = refusal or exc.reason
+    if parsed is None:
+        return False, f"{label}: still refused: {printable(refusal)}"
     if parsed.rejected:
         return False, f"{label}: still refused: {printable(parsed.rejected[0].reason)}"
     if not parsed.events:
