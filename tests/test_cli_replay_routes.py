@@ -36,9 +36,9 @@ def test_an_event_of_the_second_route_of_a_provider_replays() -> None:
     middleware = BounceMiddleware(
         site,
         routes={
-            # Listed first: its parse refuses the TEST topic's records.
-            "/ses/other": AmazonSES(topic_arns=[OTHER_TOPIC], fetch=sns_test_fetcher),
             "/ses/test": AmazonSES(topic_arns=[TEST_SNS_TOPIC_ARN], fetch=sns_test_fetcher),
+            # Listed last, so the one a name lookup finds: it refuses the TEST topic's records.
+            "/ses/other": AmazonSES(topic_arns=[OTHER_TOPIC], fetch=sns_test_fetcher),
         },
         handlers=[handler],
         store=store,
@@ -62,10 +62,13 @@ def test_a_rejected_record_of_a_provider_is_tried_on_each_of_its_routes() -> Non
     [record] = store.records(rejected=True)
     ok, line = replay_rejected(middleware, store, record, dry_run=True)
     assert not ok and "still refused" in line
-    # After the upgrade: a second route for the TEST topic.
+    # After the upgrade: a second route for the TEST topic, listed before the first.
+    existing = dict(middleware.routes)
+    middleware.routes.clear()
     middleware.routes["/ses/test"] = AmazonSES(
         topic_arns=[TEST_SNS_TOPIC_ARN], fetch=sns_test_fetcher
     )
+    middleware.routes.update(existing)
     ok, line = replay_rejected(middleware, store, record, dry_run=False)
     assert ok, line
     assert [r.email for r in store.records()] == ["bob@example.com"]
