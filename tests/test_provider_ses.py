@@ -313,6 +313,35 @@ def test_malformed_notifications_are_refused_with_a_reason(message: Any, reason:
     assert "ann@example.com" not in caught.value.reason
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ([{"status": "5.1.1"}], "a recipient entry has no emailAddress string"),
+        (["bob@example.com"], "an entry of bounce.bouncedRecipients is not an object"),
+        (
+            [{"emailAddress": " "}, 7],
+            "2 recipient entries refused, the first: a recipient entry has no emailAddress string",
+        ),
+    ],
+)
+def test_a_bad_recipient_entry_is_refused_alone_and_the_others_dispatched(
+    bad: list[Any], reason: str
+) -> None:
+    good = [{"emailAddress": "ann@example.com"}, {"emailAddress": "cy@example.com"}]
+    message = ses_bounce(recipients=good)
+    message["bounce"]["bouncedRecipients"] = [good[0], *bad, good[1]]
+    request = signed(message)
+    provider = make()
+    provider.authenticate(request)
+    parsed = provider.parse(request)
+    assert [e.email for e in parsed.events] == ["ann@example.com", "cy@example.com"]
+    [rejection] = parsed.rejected
+    assert rejection.reason == reason
+    # The whole notification is kept: replay parses it again and refuses it for the same reason.
+    assert rejection.body == request.body
+    assert make().parse(post(PATH, rejection.body)).rejected == parsed.rejected
+
+
 def test_parse_alone_reads_a_stored_body_and_keeps_to_the_configured_topics() -> None:
     """What ``replay`` does: parse the kept body again, with no authenticate before it."""
     headers, body = sign_request(ses_bounce(), topic_arn=OTHER_TOPIC)

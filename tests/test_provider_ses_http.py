@@ -110,6 +110,17 @@ def test_a_multi_recipient_bounce_is_claimed_per_recipient(handler: Handler, sto
     assert len(handler.seen) == 3
 
 
+def test_a_recipient_entry_without_an_address_is_kept_and_the_others_dispatched_with_200(
+    handler: Handler, store: Store
+) -> None:
+    recipients = [{"emailAddress": "ann@example.com"}, {"status": "5.1.1"}]
+    request = sign_request(ses_bounce(recipients=recipients))
+    send(make_app(handler, store), request, 200)
+    assert [b.email for b in handler.seen] == ["ann@example.com"]
+    [kept] = store.records(rejected=True)
+    assert kept.body == request[1] and "no emailAddress" in kept.reason
+
+
 def test_a_wrong_signature_gets_401_and_nothing_is_dispatched_or_kept(
     handler: Handler, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

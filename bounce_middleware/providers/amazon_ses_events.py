@@ -16,7 +16,7 @@ from typing import Any
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
 
-from .base import Parsed, load_json_object
+from .base import Parsed, Rejection, load_json_object
 
 K = BounceKind
 
@@ -143,12 +143,27 @@ def parse_ses_message(message: str, *, message_id: str, sns_time: object, body: 
             tuple(event(email, kind, details, None, ses) for email in _destinations(mail))
         )
     events = []
+    refused: list[str] = []
     for entry, raw in _recipients(ses, section, *listed):
+        try:
+            email = _address(entry, *listed)
+        except PayloadError as error:
+            refused.append(error.reason)
+            continue
         status = entry.get("status")
         status = status if type(status) is str and status else None
         entry_kind = _recipient_kind(kind, entry.get("action"), status)
-        events.append(event(_address(entry), entry_kind, entry.get("diagnosticCode"), status, raw))
-    return Parsed(tuple(events))
+        events.append(event(email, entry_kind, entry.get("diagnosticCode"), status, raw))
+    if not refused:
+        return Parsed(tuple(events))
+    if not events:
+        raise PayloadError(refused[0])
+    # One bad entry must not cost the others: SNS counts the 400 as delivered and never
+    # sends them again. The good ones are dispatched; the notification is kept as one
+    # rejected record, whose body (the whole request) replay refuses again for this reason.
+    if len(refused) > 1:
+        refused[0] = f"{len(refused)} recipient entries refused, the first: {refused[0]}"
+    return Parsed(tuple(events), rejected=(Rejection(body, refused[0]),))
 
 
 def _recipient_kind(kind: BounceKind, action: object, status: str | None) -> BounceKind:
@@ -225,13 +240,14 @@ _READERS: Mapping[str, Callable[[Mapping[str, Any], str], _Reading]] = MappingPr
 
 def _recipients(
     ses: Mapping[str, Any], section: Mapping[str, Any], name: str, field: str
-) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """Each recipient entry, with the notification narrowed to that entry (its ``raw``)."""
+) -> list[tuple[Any, Mapping[str, Any]]]:
+    """Each recipient entry, with the notification narrowed to that entry (its ``raw``).
+
+    An entry may be anything JSON holds: :func:`_address` refuses one that is no object.
+    """
     entries = section.get(field)
     if not isinstance(entries, tuple) or not entries:
         raise PayloadError(f"the SES {name} lists no {field}")
-    if not all(isinstance(entry, Mapping) for entry in entries):
-        raise PayloadError(f"an entry of {name}.{field} is not an object")
     if len(entries) == 1:
         return [(entries[0], ses)]
     return [
@@ -249,7 +265,10 @@ def _destinations(mail: Mapping[str, Any]) -> list[str]:
     return [_clean(item) for item in destination]
 
 
-def _address(entry: Mapping[str, Any]) -> str:
+def _address(entry: Any, name: str, field: str) -> str:
+    """A recipient entry's address; PayloadError for an entry that is no recipient."""
+    if not isinstance(entry, Mapping):
+        raise PayloadError(f"an entry of {name}.{field} is not an object")
     value = entry.get("emailAddress")
     if type(value) is not str or not value.strip():
         raise PayloadError("a recipient entry has no emailAddress string")
