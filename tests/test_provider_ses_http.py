@@ -192,6 +192,27 @@ def test_a_certificate_fetch_failure_gets_503_then_the_retry_succeeds(handler: H
     assert [b.kind.value for b in handler.seen] == ["hard"]
 
 
+class ConnectError(Exception):
+    """What httpx and urllib3 raise: no OSError."""
+
+
+def raising_fetcher(url: str) -> bytes:
+    raise ConnectError("connection refused")
+
+
+def text_fetcher(url: str) -> bytes:
+    return SNSTestFetcher()(url).decode()  # type: ignore[return-value]  # a careless fetcher
+
+
+@pytest.mark.parametrize("fetch", [raising_fetcher, text_fetcher])
+def test_a_fetcher_raising_anything_or_returning_text_gets_503_with_retry_after(
+    fetch: Any, handler: Handler, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = send(make_app(handler, fetcher=fetch), sign_request(ses_bounce()), 503)
+    assert response.headers["Retry-After"]
+    assert handler.seen == [] and "connection refused" not in caplog.text
+
+
 def test_a_subscription_is_confirmed_through_the_fetcher(handler: Handler) -> None:
     fetcher = SNSTestFetcher()
     envelope = sns_subscription_confirmation()

@@ -67,6 +67,22 @@ def test_a_failed_confirmation_is_a_temporary_failure() -> None:
         provider.parse(request)
 
 
+def test_a_confirmation_whose_fetcher_raises_anything_is_a_temporary_failure() -> None:
+    class ConnectError(Exception):  # what httpx and urllib3 raise: no OSError
+        pass
+
+    def down(url: str) -> bytes:
+        raise ConnectError(url)  # the URL holds the subscription's token
+
+    provider = make()
+    request = envelope_request(sns_subscription_confirmation())
+    provider.authenticate(request)
+    provider.fetch = down
+    with pytest.raises(TemporaryFailure) as caught:
+        provider.parse(request)
+    assert caught.value.reason == "SNS subscription not confirmed: fetching failed: ConnectError"
+
+
 def test_a_subscribe_url_off_the_sns_hosts_is_never_visited() -> None:
     fetcher = SNSTestFetcher()
     provider = make(fetcher)

@@ -333,6 +333,30 @@ def test_a_fetch_failure_is_a_fetch_error_not_a_signature_error() -> None:
         assert not isinstance(caught.value, SignatureError)
 
 
+class ConnectError(Exception):
+    """What httpx and urllib3 raise: no OSError."""
+
+
+def test_any_exception_or_non_bytes_from_a_fetcher_is_a_fetch_error_naming_only_its_class() -> None:
+    with pytest.raises(FetchError) as caught:
+        verify_sns(notification(), CertificateCache(Served(error=ConnectError("token=s3cr3t"))))
+    assert caught.value.reason == "fetching failed: ConnectError"
+    pem = certificate_pem(rsa_key())
+    for answer, reason in ((pem.decode(), "str"), (None, "NoneType")):
+
+        def fetch(url: str, answer: object = answer) -> bytes:
+            return answer  # type: ignore[return-value]  # what a careless fetcher returns
+
+        with pytest.raises(FetchError) as caught:
+            verify_sns(notification(), CertificateCache(fetch))
+        assert caught.value.reason == f"the fetcher returned {reason}, not bytes"
+
+    def fetch_bytearray(url: str) -> bytes:
+        return bytearray(pem)  # type: ignore[return-value]  # bytes-like: accepted
+
+    verify_sns(notification(), CertificateCache(fetch_bytearray))
+
+
 def test_a_certificate_of_another_key_type_is_not_authentic() -> None:
     with pytest.raises(SignatureError) as caught:
         verify_sns(notification(), CertificateCache(Served(certificate_pem(ec_key()))))

@@ -31,6 +31,7 @@ from bounce_middleware.signatures.sns import (
     SIGNED_FIELDS,
     CertificateCache,
     check_subscribe_url,
+    fetch_bytes,
     verify_sns,
 )
 
@@ -217,10 +218,9 @@ class AmazonSES:
             )
             return Parsed(handshake="subscription confirmation received; confirm it by hand")
         try:
-            self.fetch(url)
-        except OSError as error:  # FetchError is one; an injected fetcher may raise others
-            reason = error.reason if isinstance(error, FetchError) else type(error).__name__
-            raise TemporaryFailure(f"SNS subscription not confirmed: {reason}") from None
+            fetch_bytes(self.fetch, url)
+        except FetchError as error:
+            raise TemporaryFailure(f"SNS subscription not confirmed: {error.reason}") from None
         logger.info("%s: confirmed the subscription to SNS topic %s", PROVIDER, topic)
         return Parsed(handshake="subscription confirmed")
 

@@ -157,19 +157,34 @@ class CertificateCache:
             cached = self._keys.get(url)
             if cached is not None and cached[1] > now:
                 return cached[0]
-        try:
-            pem = self._fetch(url)
-        except FetchError:
-            raise
-        except OSError as error:  # an injected fetcher's own network error
-            raise FetchError(f"fetching failed: {type(error).__name__}") from None
-        key = _certificate_key(pem)
+        key = _certificate_key(fetch_bytes(self._fetch, url))
         with self._lock:
             self._keys.pop(url, None)
             while len(self._keys) >= self._max_entries:
                 self._keys.popitem(last=False)
             self._keys[url] = (key, now + self._ttl)
         return key
+
+
+def fetch_bytes(fetch: Fetch, url: str) -> bytes:
+    """``fetch(url)``, any failure of it a :class:`~.fetch.FetchError` (503: SNS retries).
+
+    An injected fetcher raises its own errors (httpx's and urllib3's are no
+    ``OSError``) or may return text: either would otherwise escape as a 500
+    without Retry-After. Only the exception's class is named: its message may
+    hold the URL's token or the remote end's words.
+    """
+    try:
+        result = fetch(url)
+    except FetchError:
+        raise
+    except Exception as error:
+        raise FetchError(f"fetching failed: {type(error).__name__}") from None
+    if type(result) is not bytes:
+        if not isinstance(result, bytes | bytearray):
+            raise FetchError(f"the fetcher returned {type(result).__name__}, not bytes")
+        result = bytes(result)
+    return result
 
 
 def _certificate_key(pem: bytes) -> RSAPublicKey:
