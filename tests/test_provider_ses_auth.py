@@ -7,12 +7,18 @@ so each test can say whether anything was fetched; nothing touches the network.
 from __future__ import annotations
 
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from bounce_middleware.errors import TemporaryFailure, Unauthorized
-from bounce_middleware.providers.amazon_ses import AmazonSES
+from bounce_middleware.providers.amazon_ses import (
+    FOREIGN_KEPT_PER_TOPIC,
+    FOREIGN_TOPICS_COUNTED,
+    AmazonSES,
+)
 from bounce_middleware.request import WebhookRequest, post
 from bounce_middleware.samples import basic_auth_header
 from bounce_middleware.samples.amazon_ses import (
@@ -89,6 +95,46 @@ def test_a_notification_from_a_topic_not_configured_is_authentic_but_kept() -> N
     assert error.keep
     assert OTHER_TOPIC in error.reason and "topic_arns" in error.reason
     assert len(error.reason) <= 200  # the log line shows it whole
+
+
+def foreign(topic: str = OTHER_TOPIC) -> WebhookRequest:
+    return post(PATH, *_swap(sign_request(ses_bounce(), topic_arn=topic)))
+
+
+def test_only_the_first_notifications_of_a_topic_not_configured_are_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Anyone can send authentic notifications from a topic of their own: keeping each
+    # would fill the store and the log without limit.
+    provider = make()
+    request = foreign()
+    kept = [refused(provider, request).keep for _ in range(FOREIGN_KEPT_PER_TOPIC + 5)]
+    assert kept == [True] * FOREIGN_KEPT_PER_TOPIC + [False] * 5
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert OTHER_TOPIC in warning.getMessage() and "without being kept" in warning.getMessage()
+    assert refused(provider, foreign(OTHER_TOPIC + "-2")).keep  # another topic: its own count
+    assert refused(make(), request).keep  # another provider instance: its own counts
+
+
+def test_notifications_of_topics_past_the_counted_ones_are_not_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = make()
+    topics = [f"{OTHER_TOPIC}-{n}" for n in range(FOREIGN_TOPICS_COUNTED + 3)]
+    kept = [refused(provider, foreign(topic)).keep for topic in topics]
+    assert kept == [True] * FOREIGN_TOPICS_COUNTED + [False] * 3
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert topics[FOREIGN_TOPICS_COUNTED] in warning.getMessage()
+    assert refused(provider, foreign(topics[0])).keep  # a topic counted already still is
+
+
+def test_the_count_of_a_foreign_topic_holds_across_threads() -> None:
+    provider = make()
+    request = foreign()
+    provider.authenticate(post(PATH, *_swap(sign_request(ses_bounce()))))  # certificate cached
+    with ThreadPoolExecutor(8) as pool:
+        kept = list(pool.map(lambda _: refused(provider, request).keep, range(60)))
+    assert kept.count(True) == FOREIGN_KEPT_PER_TOPIC
 
 
 @pytest.mark.parametrize("kind", ["SubscriptionConfirmation", "UnsubscribeConfirmation"])

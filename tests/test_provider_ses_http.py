@@ -10,7 +10,7 @@ import pytest
 from webtest import TestApp, TestRequest, TestResponse
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore, SQLiteStore
-from bounce_middleware.providers.amazon_ses import AmazonSES
+from bounce_middleware.providers.amazon_ses import FOREIGN_KEPT_PER_TOPIC, AmazonSES
 from bounce_middleware.request import post
 from bounce_middleware.samples.amazon_ses import (
     SES_KINDS,
@@ -149,6 +149,17 @@ def test_a_foreign_topic_notification_is_kept_as_a_rejected_record(
     # Once the topic is configured, the kept body parses to its events (what replay does).
     later = AmazonSES(topic_arns=[TOPIC, OTHER_TOPIC], fetch=SNSTestFetcher())
     assert [e.kind.value for e in later.parse(post(PATH, kept.body)).events] == ["hard"]
+
+
+def test_a_flood_from_a_foreign_topic_is_kept_only_up_to_a_limit(
+    handler: Handler, store: Store
+) -> None:
+    app = make_app(handler, store)
+    for n in range(FOREIGN_KEPT_PER_TOPIC + 3):
+        message = ses_bounce(recipients=[{"emailAddress": f"x{n}@example.com"}])
+        send(app, sign_request(message, topic_arn=OTHER_TOPIC), 401)
+    assert len(store.records(rejected=True, limit=None)) == FOREIGN_KEPT_PER_TOPIC
+    assert handler.seen == []
 
 
 def test_a_foreign_topic_confirmation_gets_401_is_not_kept_nor_confirmed(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -115,6 +116,7 @@ class AmazonSES:
         if type(auto_confirm) is not bool:
             raise ConfigurationError("auto_confirm must be True or False")
         self.auto_confirm = auto_confirm
+        self.foreign_topics = _ForeignTopics()
         self.basic = None if credentials is None else BasicCredentials(credentials, realm=realm)
         versions = (
             (signature_versions,) if isinstance(signature_versions, str) else signature_versions
@@ -151,10 +153,11 @@ class AmazonSES:
         topic: str = envelope["TopicArn"]  # a signed field: verify_sns checked it is a string
         if topic not in self.topic_arns:
             if envelope["Type"] == "Notification":
-                # Authentic: SNS will not send it again after the 401, so it is kept.
+                # Authentic: SNS will not send it again after the 401, so it is kept,
+                # within the limit (see _ForeignTopics).
                 raise Unauthorized(
                     f"SNS topic {topic} is not in topic_arns; add it to accept its notifications",
-                    keep=True,
+                    keep=self.foreign_topics.keep(topic),
                 )
             raise Unauthorized(
                 f"{envelope['Type']} from SNS topic {topic}, which is not in topic_arns: "
@@ -223,6 +226,57 @@ class AmazonSES:
             raise TemporaryFailure(f"SNS subscription not confirmed: {error.reason}") from None
         logger.info("%s: confirmed the subscription to SNS topic %s", PROVIDER, topic)
         return Parsed(handshake="subscription confirmed")
+
+
+#: Notifications kept per topic not in ``topic_arns``, and topics counted (per provider).
+FOREIGN_KEPT_PER_TOPIC = 20
+FOREIGN_TOPICS_COUNTED = 50
+
+
+class _ForeignTopics:
+    """How many notifications of each topic not configured were kept: a bounded count.
+
+    Anyone with an AWS account can subscribe this endpoint to a topic of their
+    own and send authentic, AWS-signed notifications, each distinct one kept as
+    a rejected record and logged at ERROR: an unbounded store and log for
+    anyone. The first few of a topic are what its owner needs to notice a
+    topic missing from ``topic_arns`` (and to replay them once it is added);
+    past that, and past that many topics, they are refused (401) without
+    being kept, said by one WARNING per topic (and one for every topic past
+    the count). The counts live in this process only: a restart starts again.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str, int] = {}
+        self._full = False  # past FOREIGN_TOPICS_COUNTED topics (said once)
+        self._lock = threading.Lock()
+
+    def keep(self, topic: str) -> bool:
+        """Whether to keep this notification of ``topic`` (counted if so); warns once if not."""
+        with self._lock:
+            kept = self._kept.get(topic, 0)
+            if kept < FOREIGN_KEPT_PER_TOPIC and (kept or len(self._kept) < FOREIGN_TOPICS_COUNTED):
+                self._kept[topic] = kept + 1
+                return True
+            if kept == FOREIGN_KEPT_PER_TOPIC:
+                self._kept[topic] = kept + 1  # said once for this topic
+                logger.warning(
+                    "%s: %d notifications from SNS topic %s, which is not in topic_arns, were "
+                    "kept; further ones are refused without being kept",
+                    PROVIDER,
+                    FOREIGN_KEPT_PER_TOPIC,
+                    topic,
+                )
+            elif not kept and not self._full:
+                self._full = True
+                logger.warning(
+                    "%s: notifications from %d SNS topics not in topic_arns were kept; those of "
+                    "any further topic (the first: %s) are refused without being kept",
+                    PROVIDER,
+                    FOREIGN_TOPICS_COUNTED,
+                    topic,
+                )
+            return False
 
 
 def _envelope(body: bytes) -> Mapping[str, Any]:
