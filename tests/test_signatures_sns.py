@@ -186,6 +186,42 @@ def test_signing_cert_urls_on_sns_hosts_are_accepted(url: str) -> None:
     assert check_signing_cert_url(url) == url
 
 
+#: Real region names (AWS's region table), one of each shape.
+REGIONS = [
+    "us-east-1", "us-west-2", "eu-central-1", "eu-south-2", "ap-southeast-2", "ap-northeast-3",
+    "us-gov-west-1", "us-gov-east-1", "me-south-1", "me-central-1", "il-central-1",
+    "ca-west-1", "sa-east-1", "af-south-1", "mx-central-1",
+]  # fmt: skip
+#: Hosts AWS's validators' pattern (sns.[a-zA-Z0-9-]{3,}.amazonaws.com) accepts, named as
+#: S3 and other services name hosts where someone else's content may be served.
+NOT_REGIONS = [
+    "s3-accelerate", "s3-us-west-2", "s3-website-us-east-1", "s3-external-1", "execute-api",
+    "us-east-1-s3", "dualstack", "US-EAST-1", "us-east", "useast1", "us-east-1a",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_every_shape_of_region_name_is_accepted(region: str) -> None:
+    url = f"https://sns.{region}.amazonaws.com/SimpleNotificationService-abc.pem"
+    assert check_signing_cert_url(url) == url
+    confirm = f"https://sns.{region}.amazonaws.com/?Action=ConfirmSubscription&Token=2"
+    assert check_subscribe_url(confirm) == confirm
+
+
+def test_china_regions_are_accepted_on_their_own_domain() -> None:
+    for region in ("cn-north-1", "cn-northwest-1"):
+        url = f"https://sns.{region}.amazonaws.com.cn/SimpleNotificationService-abc.pem"
+        assert check_signing_cert_url(url) == url
+
+
+@pytest.mark.parametrize("label", NOT_REGIONS)
+def test_hosts_whose_label_is_no_region_are_refused(label: str) -> None:
+    with pytest.raises(SignatureError, match="SigningCertURL is not"):
+        check_signing_cert_url(f"https://sns.{label}.amazonaws.com/cert.pem")
+    with pytest.raises(SignatureError, match="SubscribeURL is not"):
+        check_subscribe_url(f"https://sns.{label}.amazonaws.com/?Action=ConfirmSubscription&T=2")
+
+
 @pytest.mark.parametrize(
     "url",
     [

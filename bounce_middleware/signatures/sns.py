@@ -52,8 +52,12 @@ _OPTIONAL = frozenset({"Subject"})
 # One pattern over the whole URL, not a URL parser: parsers disagree about
 # "\", "@", tabs and ports, and a fullmatch over a small alphabet leaves nothing
 # to disagree about (no userinfo, no port, no lookalike suffix, no query).
-# The host is AWS's own sns-message-validator hostPattern.
-_HOST = r"sns\.[a-zA-Z0-9-]{3,}\.amazonaws\.com(?:\.cn)?"
+# The host is sns.<region>.amazonaws.com(.cn), the region spelled as AWS names them
+# (us-east-1, us-gov-west-1, ap-southeast-2, cn-north-1 with .cn). AWS's validators
+# allow any label of 3 or more ([a-zA-Z0-9-]{3,}), which also admits hosts like
+# sns.s3-accelerate.amazonaws.com or sns.s3-us-west-2.amazonaws.com: S3's naming
+# scheme, where a bucket called "sns" would serve whatever its owner uploads.
+_HOST = r"sns\.[a-z]{2}(?:-gov)?-[a-z]+-[0-9]{1,2}\.amazonaws\.com(?:\.cn)?"
 _CERT_URL = re.compile(rf"https://{_HOST}/[A-Za-z0-9._-]+\.pem", re.ASCII)
 _SUBSCRIBE_URL = re.compile(
     rf"https://{_HOST}/\?Action=ConfirmSubscription&[A-Za-z0-9._~:&=%+-]+", re.ASCII
