@@ -7,6 +7,7 @@ reason that never quotes a secret; the settings reader names the key.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,13 +30,30 @@ __all__ = [
 
 Converter = Callable[[Any], Any]
 
+# A PEM block, BEGIN to the END of the same label; anything between, newlines included.
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
 
 def as_list(value: Any) -> list[Any]:
-    """A whitespace/newline separated string, or an iterable, as a list."""
+    """A whitespace/newline separated string, or an iterable, as a list.
+
+    A PEM block in the string (``-----BEGIN PUBLIC KEY-----`` to its
+    ``-----END PUBLIC KEY-----``) is one item, whitespace and all: a key the
+    constructor accepts in PEM is accepted from settings too (SendGrid's
+    ``public_key``, pasted on several lines of an ``.ini``).
+    """
     if value is None:
         return []
     if isinstance(value, str):
-        return value.split()
+        if "-----BEGIN " not in value:
+            return value.split()
+        items: list[Any] = []
+        at = 0
+        for block in _PEM_BLOCK.finditer(value):
+            items += value[at : block.start()].split()
+            items.append(block.group())
+            at = block.end()
+        return items + value[at:].split()
     if isinstance(value, Iterable):
         return list(value)
     raise TypeError("expected a list or a whitespace-separated string")

@@ -8,14 +8,20 @@ from typing import Any, ClassVar
 import pytest
 
 from bounce_middleware import BounceMiddleware, ConfigurationError
+from bounce_middleware.converters import as_list
 from bounce_middleware.errors import Unauthorized
 from bounce_middleware.providers import Mailgun, Parsed, Postmark
 from bounce_middleware.request import WebhookRequest, post
+from bounce_middleware.samples.sendgrid import TEST_PUBLIC_KEY, sendgrid_event
+from bounce_middleware.samples.sendgrid import sign_request as sign_sendgrid_request
 from bounce_middleware.settings import ProviderSettings, parse_settings, read_settings
 from bounce_middleware.testing import auth_headers
+from tests.signatures.selfmade import ec_key, sendgrid_ui_key
 from tests.test_settings import hello
 
 SECRET = "tests-only-mailgun-signing-key"
+#: Another P-256 key as SendGrid's UI shows one (a rotation's second key).
+OTHER_SENDGRID_KEY = sendgrid_ui_key(ec_key(1))
 PASSWORD = "tests-only-postmark-password"
 TWO_ROUTES = {
     "bounce.routes": "\n/hooks/postmark postmark\n/hooks/mailgun mailgun\n",
@@ -85,6 +91,48 @@ def test_every_spelling_of_an_option_reads_the_same(spelling: dict[str, Any]) ->
     [mailgun] = parse_settings(settings)["routes"].values()
     assert mailgun.keys == (SECRET.encode(), b"older-key")
     assert mailgun.max_age == 60.0
+
+
+def pem(base64_key: str, indent: str = "") -> str:
+    """A key as SendGrid's UI shows it (base64 DER), in PEM: as an .ini may hold it."""
+    lines = [base64_key[i : i + 64] for i in range(0, len(base64_key), 64)]
+    block = ["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----"]
+    return "\n".join(indent + line for line in block)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pem(TEST_PUBLIC_KEY),
+        "\n" + pem(TEST_PUBLIC_KEY, indent="    ") + "\n",  # an .ini value on several lines
+        f"{OTHER_SENDGRID_KEY}\n{pem(TEST_PUBLIC_KEY)}",  # rotating: base64 and PEM
+        f"{pem(OTHER_SENDGRID_KEY)} {pem(TEST_PUBLIC_KEY)}",
+        [pem(TEST_PUBLIC_KEY)],
+    ],
+    ids=["pem", "ini-lines", "base64-and-pem", "two-pems", "list"],
+)
+def test_a_sendgrid_key_in_pem_is_read_from_settings_as_one_key(keys: str | list[str]) -> None:
+    for settings in (
+        {"bounce.routes": "/sg sendgrid", "bounce.sendgrid.public_key": keys},
+        {"bounce.routes": {"/sg": "sendgrid"}, "bounce.sendgrid": {"public_key": keys}},
+    ):
+        [provider] = parse_settings(settings)["routes"].values()
+        expected = 1 if isinstance(keys, list) else keys.count("MFkw")
+        assert len(provider.keys) == expected
+        headers, body = sign_sendgrid_request([sendgrid_event()])
+        provider.authenticate(post("/sg", body, headers))
+
+
+def test_list_settings_keep_pem_blocks_whole_and_split_the_rest() -> None:
+    block = "-----BEGIN PUBLIC KEY-----\nAAAA\n  BBBB\n-----END PUBLIC KEY-----"
+    assert as_list(f"a {block}\nb") == ["a", block, "b"]
+    # No END of the same label: not a block, split as ever (the provider then refuses it).
+    assert as_list("-----BEGIN PUBLIC KEY----- AAAA") == [
+        "-----BEGIN",
+        "PUBLIC",
+        "KEY-----",
+        "AAAA",
+    ]
 
 
 def test_the_mapping_and_the_lines_give_the_same_routes() -> None:
