@@ -14,11 +14,14 @@ import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from .model import Bounce
 from .store import Claim, ClaimState, Settlement, address_key, new_token, storable
 
 __all__ = ["claim", "claim_many", "complete", "release", "settle_many", "timestamp"]
+
+T = TypeVar("T")
 
 # Well under SQLite's bound-parameter limit (999 before 3.32) in one IN list.
 _CHUNK = 500
@@ -31,9 +34,11 @@ _TAKE_LEASE = """UPDATE bounce_event
    SET lease_token = ?, lease_expires = ?, attempts = attempts + 1
    WHERE key = ?"""
 
-_INSERT_COMPLETION = """INSERT INTO bounce_completion (key, handler, completed_at)
-   VALUES (?, ?, ?)
-   ON CONFLICT (key, handler) DO NOTHING"""
+# Completions are keyed by the event's id (see sqlite_schema); a Claim knows the key,
+# whose index finds the id (the claim has just read or written that index page).
+_INSERT_COMPLETION = """INSERT INTO bounce_completion (event, handler, completed_at)
+   SELECT id, ?, ? FROM bounce_event WHERE key = ?
+   ON CONFLICT (event, handler) DO NOTHING"""
 
 # SET expressions all see the row as it was, so the token test holds for both.
 _RELEASE = """UPDATE bounce_event
@@ -78,13 +83,13 @@ def claim(conn: sqlite3.Connection, bounce: Bounce, *, now: float, lease_seconds
     ).rowcount
     if inserted:
         return Claim(key, ClaimState.NEW, frozenset(), token)
-    finished_at, lease_expires = conn.execute(
-        "SELECT finished_at, lease_expires FROM bounce_event WHERE key = ?", (stored_key,)
+    event_id, finished_at, lease_expires = conn.execute(
+        "SELECT id, finished_at, lease_expires FROM bounce_event WHERE key = ?", (stored_key,)
     ).fetchone()
     completed = frozenset(
         name
         for (name,) in conn.execute(
-            "SELECT handler FROM bounce_completion WHERE key = ?", (stored_key,)
+            "SELECT handler FROM bounce_completion WHERE event = ?", (event_id,)
         )
     )
     if finished_at is not None:
@@ -156,29 +161,31 @@ def claim_many(
 def _read_events(conn: sqlite3.Connection, stored_keys: list[str]) -> dict[str, _Known]:
     """The stored events among ``stored_keys``, with their completed handlers."""
     known: dict[str, _Known] = {}
+    keys: dict[int, str] = {}
     for chunk in _chunks(stored_keys):
-        for key, finished_at, lease_expires in conn.execute(
-            "SELECT key, finished_at, lease_expires FROM bounce_event "
+        for event_id, key, finished_at, lease_expires in conn.execute(
+            "SELECT id, key, finished_at, lease_expires FROM bounce_event "
             f"WHERE key IN ({_marks(len(chunk))})",
             chunk,
         ):
             known[key] = _Known(finished_at is not None, lease_expires)
+            keys[event_id] = key
     if not known:
         # The usual batch: every event new, nothing more to read.
         return known
     completed: dict[str, set[str]] = {}
-    for chunk in _chunks(list(known)):
-        for key, name in conn.execute(
-            f"SELECT key, handler FROM bounce_completion WHERE key IN ({_marks(len(chunk))})",
-            chunk,
+    for ids in _chunks(list(keys)):
+        for event_id, name in conn.execute(
+            f"SELECT event, handler FROM bounce_completion WHERE event IN ({_marks(len(ids))})",
+            ids,
         ):
-            completed.setdefault(key, set()).add(name)
+            completed.setdefault(keys[event_id], set()).add(name)
     for key, names in completed.items():
         known[key].completed = frozenset(names)
     return known
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
+def _chunks(items: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
 
@@ -191,7 +198,7 @@ def complete(
     conn: sqlite3.Connection, claim: Claim, handler: str, *, now: float, finished: bool
 ) -> None:
     """Record one handler's success; ``finished`` also ends the claim as finished."""
-    conn.execute(_INSERT_COMPLETION, (storable(claim.key), storable(handler), timestamp(now)))
+    conn.execute(_INSERT_COMPLETION, (storable(handler), timestamp(now), storable(claim.key)))
     if finished:
         release(conn, claim, finished_at=timestamp(now))
 
@@ -208,7 +215,7 @@ def settle_many(conn: sqlite3.Connection, settlements: Sequence[Settlement], *, 
     conn.executemany(
         _INSERT_COMPLETION,
         [
-            (storable(settlement.claim.key), storable(handler), at)
+            (storable(handler), at, storable(settlement.claim.key))
             for settlement in settlements
             for handler in settlement.completed
         ],

@@ -17,6 +17,9 @@ Several threads and several processes on one host (gunicorn workers, a
   it has expired; a delivery only ever releases the lease it holds.
 - Each thread has its own connection, opened on first use; a forked child
   (gunicorn ``--preload``) opens new ones and never touches its parent's.
+  Each connection caches up to 16 MiB of pages, and the WAL is copied back
+  into the database every 10,000 pages (a WAL file of about 40 MiB), not
+  inside nearly every batch (see :mod:`bounce_middleware.sqlite_connections`).
 - ``records(email=...)`` compares a folded copy of each address kept beside it
   (``email_key``, :func:`~bounce_middleware.model.fold_address` computed in
   Python): SQLite's own ``lower()`` folds ASCII only. Rejected requests are
@@ -206,16 +209,16 @@ class SQLiteStore:
         # One read transaction: both queries see the same snapshot.
         with self._transaction(write=False) as conn:
             rows = conn.execute(
-                "SELECT key, provider, email, kind, type, received_at, finished_at, attempts, "
-                f"body {select}",
+                "SELECT id, key, provider, email, kind, type, received_at, finished_at, "
+                f"attempts, body {select}",
                 params,
             ).fetchall()
-            completed: dict[str, set[str]] = {}
-            for key, name in conn.execute(
-                f"SELECT key, handler FROM bounce_completion WHERE key IN (SELECT key {select})",
+            completed: dict[int, set[str]] = {}
+            for event_id, name in conn.execute(
+                f"SELECT event, handler FROM bounce_completion WHERE event IN (SELECT id {select})",
                 params,
             ):
-                completed.setdefault(key, set()).add(name)
+                completed.setdefault(event_id, set()).add(name)
         return [
             Record(
                 key=key,
@@ -225,11 +228,12 @@ class SQLiteStore:
                 type=type_,
                 received_at=datetime.fromisoformat(received_at),
                 finished=finished_at is not None,
-                completed=frozenset(completed.get(key, ())),
+                completed=frozenset(completed.get(event_id, ())),
                 body=bytes(body),
                 attempts=attempts,
             )
             for (
+                event_id,
                 key,
                 provider,
                 address,
