@@ -133,7 +133,7 @@ def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     ]
     assert records[-1].body == b'{"ID": 1}'
     version, tables, columns = schema_of(path)
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
     assert {"bounce_rejected", "app_user"} <= tables
     assert "email_key" in columns and "email_lower" not in columns
     # The folded addresses were recomputed: version 1's lower() matched neither.
@@ -217,7 +217,7 @@ def test_processes_starting_together_on_a_version_1_file_upgrade_it_once(tmp_pat
     assert states["resumed"] == 2
     assert states["new"] + states["resumed"] + states["done"] + states["busy"] == 60
     version, _, columns = schema_of(path)
-    assert (version, columns.count("email_key")) == (2, 1)
+    assert (version, columns.count("email_key")) == (3, 1)
     store = SQLiteStore(path)
     records = store.records(limit=None)
     assert len(records) == 10
