@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import email.message
     import ssl
 
-#: ``fetch(url) -> bytes``: raises :class:`FetchError` (or any ``OSError``) on failure.
+#: ``fetch(url) -> bytes``: any exception it raises, or a result that is not bytes, is a
+#: failure worth a retry (:func:`~.sns.fetch_bytes` makes it a :class:`FetchError`).
 Fetch: TypeAlias = Callable[[str], bytes]
 
 #: Seconds per connect or read, and (roughly) for the whole download. SNS gives
