@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
-from .answer import HANDLER_FAILED, Answer
+from .answer import HANDLER_FAILED, METHOD_NOT_ALLOWED, Answer
 from .batch import deliver_batch
 from .delivery import deliver
 from .errors import (
@@ -23,7 +23,7 @@ from .errors import (
 )
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc, make_handler
 from .model import Bounce, BounceKind
-from .providers.base import Parsed, Provider, Rejection
+from .providers.base import POST_ONLY, Parsed, Provider, Rejection
 from .request import WebhookRequest
 from .scope import DeliveryScope
 from .store import DEFAULT_LEASE_SECONDS, Store, check_store
@@ -178,6 +178,8 @@ class Receiver:
 
     def _authenticated(self, provider: Provider, request: WebhookRequest) -> Answer:
         if request.method not in provider.methods:
+            if provider.methods == POST_ONLY:
+                return METHOD_NOT_ALLOWED  # built once, as every provider so far is POST-only
             allowed = ", ".join(sorted(provider.methods))
             return Answer(405, f"only {allowed} is allowed here", (("Allow", allowed),))
         try:
