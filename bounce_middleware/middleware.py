@@ -138,7 +138,8 @@ class BounceMiddleware:
         # which cost more than the authentication and parsing themselves.
         answer = self.process(environ)
         start_response(answer.status_line, answer.headerlist())
-        return [answer.body]
+        # A HEAD answer has headers only (Mandrill checks a webhook URL with one).
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [answer.body]
 
     def handle(self, request: Request) -> Response:
         """Answer one request to a webhook route, as a WebOb response."""

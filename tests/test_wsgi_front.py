@@ -118,3 +118,33 @@ def test_a_refused_event_without_a_store_is_not_said_to_be_kept() -> None:
     headers, body = sign_sendgrid_request([{"event": "bounce"}])  # no email: refused alone
     answer = middleware.answer(post("/sg", body, headers))
     assert (answer.status, answer.reason) == (200, "1 events refused (not kept: no store)")
+
+
+class _HeadChecked:
+    """A provider that answers a HEAD check, as Mandrill's webhook setup sends one."""
+
+    name = "headcheck"
+    methods = frozenset({"POST", "HEAD"})
+    refuse_status = 400
+    retry_status = None
+
+    def authenticate(self, request: Any) -> None:
+        pass
+
+    def parse(self, request: Any) -> Any:
+        from bounce_middleware.providers import Parsed
+
+        return Parsed(handshake="webhook URL check")
+
+
+def test_a_head_answer_has_the_headers_and_no_body() -> None:
+    middleware = BounceMiddleware(site, routes={"/hooks/postmark": _HeadChecked()})
+    seen: list[Any] = []
+    head = middleware(
+        environ(b"", REQUEST_METHOD="HEAD"), lambda status, headers: seen.append((status, headers))
+    )
+    assert list(head) == []
+    assert seen[0][0] == "200 OK"
+    assert ("Content-Length", str(len(b"webhook URL check\n"))) in seen[0][1]
+    posted = middleware(environ(b""), lambda status, headers: None)
+    assert list(posted) == [b"webhook URL check\n"]

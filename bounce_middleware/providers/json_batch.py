@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from bounce_middleware.errors import PayloadError
+from bounce_middleware.model import Bounce
 
 from .base import (
     JSON_DECODER,
+    Parsed,
+    Rejection,
     explain_refused_integer,
     freeze_arrays,
     holds_list,
@@ -34,6 +37,7 @@ __all__ = [
     "freeze_event",
     "load_json_array",
     "may_hold_surrogates",
+    "parse_event_list",
     "received_events",
 ]
 
@@ -71,6 +75,49 @@ def load_json_array(body: bytes, *, expected: str = "a JSON array") -> list[Any]
         raise PayloadError(f"body is {shown}; {expected}")
     items: list[Any] = data
     return items
+
+
+#: Reads one decoded event of a batch: a Bounce, or the name of an acknowledged event;
+#: raises PayloadError to refuse that event alone. The flag: whether to look for surrogates.
+EventReader = Callable[[Any, bool], Bounce | str]
+
+
+def parse_event_list(
+    items: Sequence[Any],
+    body: bytes,
+    read_event: EventReader,
+    *,
+    wrap: Callable[[bytes], bytes] | None = None,
+) -> Parsed:
+    """Read every event of a batch: Bounces, acknowledged names, and events refused alone.
+
+    ``items`` were decoded from ``body`` (the JSON array as received);
+    ``read_event`` reads one. An event it refuses becomes a
+    :class:`~bounce_middleware.providers.base.Rejection` whose body is that
+    event alone as ``[event]``, passed through ``wrap`` when the provider's
+    bodies hold the array in another envelope (Mandrill's form field); the
+    rest of the batch proceeds.
+    """
+    check_surrogates = may_hold_surrogates(body)
+    events: list[Bounce] = []
+    acknowledged: list[str] = []
+    rejected: list[Rejection] = []
+    bodies: RejectionBodies | None = None
+    for index, item in enumerate(items):
+        try:
+            outcome = read_event(item, check_surrogates)
+        except (PayloadError, RecursionError) as exc:
+            reason = exc.reason if isinstance(exc, PayloadError) else "event is nested too deeply"
+            if bodies is None:
+                bodies = RejectionBodies(body)
+            kept = bodies.of(index, item)
+            rejected.append(Rejection(kept if wrap is None else wrap(kept), reason))
+        else:
+            if isinstance(outcome, str):
+                acknowledged.append(outcome)
+            else:
+                events.append(outcome)
+    return Parsed(tuple(events), tuple(acknowledged), tuple(rejected))
 
 
 def may_hold_surrogates(body: bytes) -> bool:

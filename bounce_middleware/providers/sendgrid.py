@@ -37,14 +37,8 @@ from bounce_middleware.signatures.sendgrid import (
 )
 from bounce_middleware.text import article
 
-from .base import POST_ONLY, BasicCredentials, Parsed, Rejection, json_type
-from .json_batch import (
-    RejectionBodies,
-    event_body,
-    freeze_event,
-    load_json_array,
-    may_hold_surrogates,
-)
+from .base import POST_ONLY, BasicCredentials, Parsed, json_type
+from .json_batch import event_body, freeze_event, load_json_array, parse_event_list
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -205,24 +199,7 @@ def parse_sendgrid(body: bytes) -> Parsed:
     items = load_json_array(body, expected="SendGrid posts a JSON array of events")
     if not items:
         return Parsed(handshake="empty batch: no events")
-    check_surrogates = may_hold_surrogates(body)
-    events: list[Bounce] = []
-    acknowledged: list[str] = []
-    rejected: list[Rejection] = []
-    bodies = RejectionBodies(body)
-    for index, item in enumerate(items):
-        try:
-            outcome = _event(item, check_surrogates)
-        except PayloadError as exc:
-            rejected.append(Rejection(bodies.of(index, item), exc.reason))
-        except RecursionError:
-            rejected.append(Rejection(bodies.of(index, item), "event is nested too deeply"))
-        else:
-            if isinstance(outcome, Bounce):
-                events.append(outcome)
-            else:
-                acknowledged.append(outcome)
-    return Parsed(tuple(events), tuple(acknowledged), tuple(rejected))
+    return parse_event_list(items, body, _event)
 
 
 def _event(item: Any, check_surrogates: bool) -> Bounce | str:
