@@ -49,18 +49,23 @@ class Sample:
 class SampleProvider:
     """How ``send`` authenticates one provider's samples, and how a route accepts them.
 
-    ``secret``: ``"basic"`` (the route checks HTTP Basic credentials, nothing
-    is signed), ``"key"`` (signed with the route's own secret, ``--secret``),
-    ``"test"`` (signed with published TEST material; ``--secret`` refused) or
-    ``"optional"`` (a provider this table does not know: passed on if given).
+    ``secret``: ``"basic"`` (Postmark: the route checks HTTP Basic
+    credentials, record types pick the sample), ``"credentials"`` (the same
+    for a provider with kinds), ``"token"`` (HTTP Basic credentials or the
+    route's bearer token, ``--secret``), ``"key"`` (signed with the route's
+    own secret, ``--secret``), ``"test"`` (signed with published TEST
+    material; ``--secret`` refused) or ``"optional"`` (a provider this table
+    does not know: passed on if given). ``signs_url``: the signature covers
+    the URL (Mandrill), so ``sample_request`` takes ``url=``.
     """
 
     name: str
     label: str
-    secret: Literal["basic", "key", "test", "optional"]
+    secret: Literal["basic", "credentials", "token", "key", "test", "optional"]
     kinds: tuple[str, ...] = ()
     #: Why a route answers 401 to these samples, and what to do about it.
     refused: str = ""
+    signs_url: bool = False
 
 
 POSTMARK = SampleProvider(
@@ -166,7 +171,7 @@ def sample_provider(name: str) -> SampleProvider:
 
 def unauthorized_advice(provider: SampleProvider, *, challenge: str, sent_credentials: bool) -> str:
     """One line saying why a route answered 401 to a sample, and what to try."""
-    if challenge and not sent_credentials and provider.secret != "basic":
+    if challenge and not sent_credentials and provider.secret not in ("basic", "credentials"):
         # HTTP Basic asked for: a Postmark route, or a signed provider's route with credentials.
         return (
             "the route asks for HTTP Basic credentials: pass --user and --password (or put "
@@ -176,7 +181,9 @@ def unauthorized_advice(provider: SampleProvider, *, challenge: str, sent_creden
     return provider.refused
 
 
-def signed_sample(provider: SampleProvider, kind: str, *, email: str, secret: str | None) -> Sample:
+def signed_sample(
+    provider: SampleProvider, kind: str, *, email: str, secret: str | None, url: str | None = None
+) -> Sample:
     """The provider's signed sample of ``kind``, from its samples module's ``sample_request``."""
     module_name = f"bounce_middleware.samples.{provider.name}"
     try:
@@ -189,7 +196,8 @@ def signed_sample(provider: SampleProvider, kind: str, *, email: str, secret: st
     if sample_request is None:
         raise CommandError(f"send has no samples for provider {provider.name} yet")
     try:
-        headers, body = sample_request(kind, email=email, secret=secret)
+        extra = {"url": url} if provider.signs_url else {}
+        headers, body = sample_request(kind, email=email, secret=secret, **extra)
     except ImproperlyInstalled as exc:
         raise CommandError(str(exc)) from None
     except ModuleNotFoundError as exc:

@@ -47,7 +47,11 @@ def add_parser(commands: Any) -> None:
         "provider does it, and print the answer. Postmark: HTTP Basic credentials from "
         "--user/--password, else from the URL (https://user:password@host/path, as "
         "configured in Postmark), else from the BOUNCE_USER and BOUNCE_PASSWORD environment "
-        "variables. Mailgun: signed with the route's signing key, --secret or BOUNCE_SECRET. "
+        "variables. Mailjet: HTTP Basic credentials from --user/--password or the URL. "
+        "SparkPost and Brevo: HTTP Basic credentials, or the route's bearer token as --secret "
+        "or BOUNCE_SECRET. Mailgun, Resend and Mandrill: signed with the route's signing key "
+        "(Resend's whsec_ secret, Mandrill's webhook key), --secret or BOUNCE_SECRET; "
+        "Mandrill's signature covers the URL, which --signed-url overrides. "
         "SendGrid and Amazon SES: signed with published TEST keys, which only a test route "
         "accepts (--test-route prints its configuration); --user/--password or the URL add "
         "HTTP Basic credentials for a route that also checks them. Exit status 0 for a 2xx "
@@ -83,8 +87,14 @@ def add_parser(commands: Any) -> None:
     send.add_argument(
         "--secret",
         metavar="KEY",
-        help=f"Mailgun: the route's signing key (visible in your shell history: prefer "
-        f"{SECRET_ENV})",
+        help="Mailgun, Resend, Mandrill: the route's signing key; SparkPost, Brevo: its bearer "
+        f"token (visible in your shell history: prefer {SECRET_ENV})",
+    )
+    send.add_argument(
+        "--signed-url",
+        metavar="URL",
+        help="Mandrill: the URL to sign, as the route's Mandrill(url=...) names it "
+        "(default: URL, without credentials)",
     )
     kinds = "; ".join(
         f"{p.label}: {', '.join(p.kinds)}" for p in SAMPLE_PROVIDERS.values() if p.kinds
@@ -142,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.timeout <= 0:
         raise CommandError("--timeout must be a positive number of seconds")
-    postmark = provider.secret == "basic"
-    target = parse_target(args.url, user=args.user, password=args.password, required=postmark)
-    sample = _sample(args, provider)
+    basic = provider.secret in ("basic", "credentials")
+    target = parse_target(args.url, user=args.user, password=args.password, required=basic)
+    sample = _sample(args, provider, target)
     print(f"POST {target.display}  ({sample.summary})")
     reply = post(target, sample.headers, sample.body, args.timeout)
     print(f"{reply.status} {reply.reason}")
@@ -163,8 +173,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if 200 <= reply.status < 300 else EXIT_FAILED
 
 
-def _sample(args: argparse.Namespace, provider: SampleProvider) -> Sample:
+def _sample(args: argparse.Namespace, provider: SampleProvider, target: Target) -> Sample:
     """The request to post, after refusing the options that do not apply to ``provider``."""
+    if args.signed_url is not None and not provider.signs_url:
+        raise CommandError(f"--signed-url applies to Mandrill only, not {provider.label}")
     if provider.secret == "basic":
         record_type = args.record_type or "Bounce"
         if args.kind is not None:
@@ -190,15 +202,28 @@ def _sample(args: argparse.Namespace, provider: SampleProvider) -> Sample:
             f"{provider.label} samples are signed with the published TEST key, not --secret; "
             f"`send --provider {provider.name} --test-route` shows the route that accepts them"
         )
-    if provider.secret == "key" and not secret:
+    if provider.secret == "credentials" and secret is not None:
+        raise CommandError(
+            f"{provider.label} signs nothing: its route checks HTTP Basic credentials "
+            "(--user and --password, or the URL)"
+        )
+    if provider.secret in ("key", "token") and not secret:
         secret = os.environ.get(SECRET_ENV)
-        if not secret:
-            raise CommandError(
-                f"no signing key: pass --secret (the route's {provider.label} signing key) "
-                f"or set {SECRET_ENV}"
-            )
+    if provider.secret == "key" and not secret:
+        raise CommandError(
+            f"no signing key: pass --secret (the route's {provider.label} signing key) "
+            f"or set {SECRET_ENV}"
+        )
+    if provider.secret == "token" and not secret and not target.user:
+        raise CommandError(
+            f"no credentials: pass --user and --password (the route's {provider.label} "
+            f"credentials) or --secret (its bearer token), or set {SECRET_ENV}"
+        )
+    url = None
+    if provider.signs_url:
+        url = args.signed_url or target.display
     return signed_sample(
-        provider, args.kind or "hard", email=args.email or DEFAULT_EMAIL, secret=secret
+        provider, args.kind or "hard", email=args.email or DEFAULT_EMAIL, secret=secret, url=url
     )
 
 
