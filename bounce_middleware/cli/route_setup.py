@@ -98,11 +98,81 @@ def _amazon_ses() -> RouteSetup:
     )
 
 
+def _mailjet() -> RouteSetup:
+    return RouteSetup(
+        "Mailjet",
+        ("from bounce_middleware.providers import Mailjet",),
+        'Mailjet(credentials=["mailjet:A-LONG-RANDOM-PASSWORD"])',
+        (("credentials", "mailjet:A-LONG-RANDOM-PASSWORD"),),
+        ("--provider", "mailjet", "--user", "mailjet", "--password", "A-LONG-RANDOM-PASSWORD"),
+        "Mailjet signs nothing: its route checks the HTTP Basic credentials that you also "
+        "put in the event URL in Mailjet (https://user:password@host/path).",
+    )
+
+
+def _sparkpost() -> RouteSetup:
+    return RouteSetup(
+        "SparkPost",
+        ("from bounce_middleware.providers import SparkPost",),
+        'SparkPost(tokens=["A-LONG-RANDOM-TOKEN"])',
+        (("tokens", "A-LONG-RANDOM-TOKEN"),),
+        ("--provider", "sparkpost", "--secret", "A-LONG-RANDOM-TOKEN"),
+        "SparkPost signs nothing: its route checks HTTP Basic credentials "
+        "(credentials=[...], sent with --user and --password) or the bearer token of its "
+        "OAuth 2.0 authentication (tokens=[...], sent with --secret).",
+    )
+
+
+def _brevo() -> RouteSetup:
+    return RouteSetup(
+        "Brevo",
+        ("from bounce_middleware.providers import Brevo",),
+        'Brevo(tokens=["A-LONG-RANDOM-TOKEN"])',
+        (("tokens", "A-LONG-RANDOM-TOKEN"),),
+        ("--provider", "brevo", "--secret", "A-LONG-RANDOM-TOKEN"),
+        "Brevo signs nothing: its route checks the bearer token configured on the webhook "
+        "(tokens=[...], sent with --secret) or HTTP Basic credentials in the webhook URL "
+        "(credentials=[...], sent with --user and --password).",
+    )
+
+
+def _resend() -> RouteSetup:
+    return RouteSetup(
+        "Resend",
+        ("from bounce_middleware.providers import Resend",),
+        'Resend(secret="whsec_YOUR-SIGNING-SECRET")',
+        (("secret", "whsec_YOUR-SIGNING-SECRET"),),
+        ("--provider", "resend", "--secret", "whsec_YOUR-SIGNING-SECRET"),
+        "Resend signs with the webhook's signing secret (whsec_..., shown with the webhook); "
+        "send signs with the secret --secret (or BOUNCE_SECRET) gives, so any route with that "
+        "secret accepts the sample, a production one too: the sample then reaches your handlers.",
+    )
+
+
+def _mandrill() -> RouteSetup:
+    return RouteSetup(
+        "Mandrill",
+        ("from bounce_middleware.providers import Mandrill",),
+        'Mandrill(key="YOUR-WEBHOOK-KEY", url="{url}")',
+        (("key", "YOUR-WEBHOOK-KEY"), ("url", "{url}")),
+        ("--provider", "mandrill", "--secret", "YOUR-WEBHOOK-KEY"),
+        "Mandrill signs the webhook's URL, exactly as entered in Mandrill, with the webhook's "
+        "key, so url= must be that URL: behind a proxy the URL the application sees differs. "
+        "send signs the URL it posts to (--signed-url names another) with --secret (or "
+        "BOUNCE_SECRET).",
+    )
+
+
 _SETUPS = {
     "postmark": _postmark,
     "sendgrid": _sendgrid,
     "mailgun": _mailgun,
     "amazon_ses": _amazon_ses,
+    "mailjet": _mailjet,
+    "sparkpost": _sparkpost,
+    "brevo": _brevo,
+    "resend": _resend,
+    "mandrill": _mandrill,
 }
 
 
@@ -123,15 +193,18 @@ def route_setup(name: str, url: str | None) -> str:
     else:
         path = DEMO_PATHS.get(name, f"/hooks/{name}")
         site = _PLACEHOLDER_SITE
+    # A provider that signs its URL (Mandrill) is configured with the URL send posts to.
+    url = site + path
     settings = "\n".join(
-        f"    bounce.{name}.{option} = {value}" for option, value in setup.settings
+        f"    bounce.{name}.{option} = {value.replace('{url}', url)}"
+        for option, value in setup.settings
     )
-    send = shlex.join([PROG, "send", site + path, *setup.send_options])
+    send = shlex.join([PROG, "send", url, *setup.send_options])
     code = "\n".join(f"    {line}" for line in setup.imports)
     return (
         f"A route that accepts `{PROG} send --provider {name}`:\n\n"
         f"{code}\n\n"
-        f"    routes = {{{json.dumps(path)}: {setup.provider}}}\n\n"
+        f"    routes = {{{json.dumps(path)}: {setup.provider.replace('{url}', url)}}}\n\n"
         "or in flat settings (as in Pyramid's .ini):\n\n"
         f"    bounce.routes = {path} {name}\n"
         f"{settings}\n\n"
