@@ -3,14 +3,17 @@
 The same ``startproject`` settings as every Django row, with the URLconf of
 the provider rows and the keys django-anymail checks signatures with: the
 published TEST public key of the SendGrid samples (requests are signed with
-its private half) and the Mailgun signing key both receivers share.
-``WEBHOOK_SECRET`` (HTTP Basic) stays set for Postmark and Amazon SES; the
-SendGrid and Mailgun views are told to skip it (:mod:`.provider_urls`), as a
-project that relies on their signatures would.
+its private half), the Mailgun signing key, the Resend (Svix) signing secret,
+and Mandrill's webhook key and the URL Mandrill signs, all shared with the
+middleware's routes. ``WEBHOOK_SECRET`` (HTTP Basic) stays set for Postmark,
+Amazon SES, Mailjet, SparkPost and Brevo; the SendGrid, Mailgun, Resend and
+Mandrill views are told to skip it (:mod:`.provider_urls`), as a project that
+relies on their signatures would.
 """
 
 from __future__ import annotations
 
+from benchmarks.provider_keys import MANDRILL_KEY, MANDRILL_URL, RESEND_SECRET
 from bounce_middleware.samples.sendgrid import TEST_PUBLIC_KEY
 
 from .data import MAILGUN_SIGNING_KEY
@@ -22,4 +25,9 @@ ANYMAIL = {
     **_ANYMAIL,
     "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": TEST_PUBLIC_KEY,
     "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
+    # Verified with the svix package (django-anymail's "resend" extra).
+    "RESEND_SIGNING_SECRET": RESEND_SECRET,
+    # Without the URL, anymail rebuilds it from the request (not what Mandrill signed).
+    "MANDRILL_WEBHOOK_KEY": MANDRILL_KEY,
+    "MANDRILL_WEBHOOK_URL": MANDRILL_URL,
 }
