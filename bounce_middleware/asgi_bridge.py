@@ -83,13 +83,15 @@ async def _awaited(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     return await func(*args)
 
 
-def call_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``await func(*args)`` from synchronous code and return its result.
+def call_async(func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run ``await func(*args, **kwargs)`` from synchronous code and return its result.
 
     In a worker of a request, on that request's loop; with no loop at all, in
     a loop of its own. Raises ``RuntimeError`` on an event loop's own thread,
     where waiting would block the loop that must run it.
     """
+    if kwargs:
+        func = partial(func, **kwargs)
     portal = _PORTAL.get()
     if portal is not None:
         return portal(func, *args)  # type: ignore[no-any-return]

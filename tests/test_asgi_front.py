@@ -1,0 +1,436 @@
+"""The ASGI front itself: pass-through, the body from receive(), headers, URL, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from typing import Any, cast
+
+import pytest
+
+from bounce_middleware import Bounce, ConfigurationError, MemoryStore
+from bounce_middleware.asgi import (
+    BounceMiddleware,
+    Message,
+    request_headers,
+    request_url,
+    route_path,
+)
+from bounce_middleware.testing import auth_headers, postmark_bounce
+from tests.fronts import PASSWORD, PATH, USER, Downstream, http_scope
+
+AUTH = [(k.lower().encode(), v.encode()) for k, v in auth_headers(USER, PASSWORD).items()]
+
+
+def bounce_body(**fields: Any) -> bytes:
+    return json.dumps(postmark_bounce(**fields)).encode()
+
+
+def middleware(*handlers: Any, **options: Any) -> tuple[BounceMiddleware, Downstream]:
+    downstream = Downstream()
+    options.setdefault("max_body_size", 1000)
+    app = BounceMiddleware(
+        downstream.asgi,
+        path=PATH,
+        credentials=[f"{USER}:{PASSWORD}"],
+        handlers=handlers,
+        **options,
+    )
+    return app, downstream
+
+
+class Exchange:
+    """One ASGI call: the messages ``receive`` gives, and what was sent back."""
+
+    def __init__(self, *messages: Message) -> None:
+        self.messages = list(messages)
+        self.received = 0
+        self.sent: list[Message] = []
+
+    async def receive(self) -> Message:
+        self.received += 1
+        if self.messages:
+            return self.messages.pop(0)
+        await asyncio.sleep(3600)  # a server's receive() waits for the client
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def run(self, app: Any, scope: Any) -> Exchange:
+        asyncio.run(app(scope, self.receive, self.send))
+        return self
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+
+def chunk(body: bytes, more: bool = False) -> Message:
+    return {"type": "http.request", "body": body, "more_body": more}
+
+
+# -- pass-through ---------------------------------------------------------------------
+
+
+def test_lifespan_and_websocket_scopes_pass_through_untouched() -> None:
+    app, downstream = middleware()
+    lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    websocket = {**http_scope("GET", PATH, AUTH), "type": "websocket"}
+    Exchange().run(app, lifespan)
+    done = Exchange().run(app, websocket)
+    assert downstream.paths == ["lifespan", PATH]
+    assert done.sent == [] and done.received == 0
+
+
+def test_pass_through_gives_the_app_the_same_scope_and_callables() -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope, receive, send))
+
+    wrapped = BounceMiddleware(app, path=PATH, credentials=[f"{USER}:{PASSWORD}"])
+    scope = http_scope("POST", "/elsewhere", AUTH)
+    exchange = Exchange()
+    asyncio.run(wrapped(scope, exchange.receive, exchange.send))
+    [(got_scope, got_receive, got_send)] = seen
+    assert got_scope is scope and got_receive == exchange.receive and got_send == exchange.send
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "routed"),
+    [
+        ("/app/postmark/bounce", "/app", True),  # uvicorn >= 0.26, Starlette's Mount
+        ("/postmark/bounce", "/app", True),  # servers that leave the mount point out
+        ("/application/postmark/bounce", "/app", False),
+        ("/app", "/app", False),
+        ("/app/other", "/app", False),
+    ],
+)
+def test_a_route_under_a_root_path(path: str, root_path: str, routed: bool) -> None:
+    received: list[Bounce] = []
+    app, downstream = middleware(received.append)
+    scope = http_scope("POST", path, AUTH, root_path=root_path)
+    exchange = Exchange(chunk(bounce_body())).run(app, scope)
+    assert exchange.status == (200 if routed else 418)
+    assert len(received) == int(routed)
+    if routed:
+        assert route_path({"path": path, "root_path": root_path}) == PATH
+
+
+# -- the body ---------------------------------------------------------------------
+
+
+def test_a_declared_length_over_the_cap_receives_nothing() -> None:
+    app, _ = middleware()
+    scope = http_scope("POST", PATH, [*AUTH, (b"content-length", b"1001")])
+    exchange = Exchange(chunk(b"x" * 1001)).run(app, scope)
+    assert (exchange.status, exchange.received) == (413, 0)
+    assert exchange.sent[1]["body"] == b"body is larger than 1000 bytes\n"
+
+
+def test_a_chunked_body_over_the_cap_stops_at_the_chunk_that_crosses_it() -> None:
+    received: list[Bounce] = []
+    app, _ = middleware(received.append)
+    chunks = [chunk(b"x" * 400, more=True) for _ in range(10)]
+    exchange = Exchange(*chunks).run(app, http_scope("POST", PATH, AUTH))
+    # 400 + 400 + 400 > 1000: the third message is the last one received.
+    assert (exchange.status, exchange.received, received) == (413, 3, [])
+
+
+def test_a_body_at_the_cap_is_read() -> None:
+    app, _ = middleware(max_body_size=len(bounce_body()))
+    body = bounce_body()
+    exchange = Exchange(chunk(body[:10], more=True), chunk(body[10:])).run(
+        app, http_scope("POST", PATH, AUTH)
+    )
+    assert exchange.status == 200
+
+
+def test_unauthenticated_requests_are_refused_before_the_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, _ = middleware()
+    exchange = Exchange(chunk(bounce_body())).run(app, http_scope("POST", PATH, []))
+    assert (exchange.status, exchange.received) == (401, 0)
+
+
+@pytest.mark.parametrize("after", [0, 1], ids=["at-once", "midway"])
+def test_a_client_that_leaves_gets_no_answer_and_nothing_is_dispatched(
+    after: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[Bounce] = []
+    body = bounce_body()
+    messages = [chunk(body[:20], more=True)][:after]
+    app, _ = middleware(received.append)
+    with caplog.at_level(logging.WARNING, "bounce_middleware"):
+        exchange = Exchange(*messages, {"type": "http.disconnect"}).run(
+            app, http_scope("POST", PATH, AUTH)
+        )
+    assert (exchange.sent, received) == ([], [])
+    assert [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()] == [
+        "bounce webhook: the client left before its body was read; not answered"
+    ]
+
+
+def test_a_send_on_a_closed_connection_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    received: list[Bounce] = []
+    app, _ = middleware(received.append)
+
+    async def gone(message: Message) -> None:
+        raise ConnectionResetError("the client went away")
+
+    exchange = Exchange(chunk(bounce_body()))
+    with caplog.at_level(logging.WARNING, "bounce_middleware"):
+        asyncio.run(app(http_scope("POST", PATH, AUTH), exchange.receive, gone))
+    assert len(received) == 1  # done, and recorded: the provider's retry finds it so
+    assert "the client left before the 200 answer (ConnectionResetError)" in caplog.text
+
+
+# -- headers and URL ------------------------------------------------------------------
+
+
+def test_headers_are_lower_cased_latin_1_and_repeats_joined_as_wsgi_servers_do() -> None:
+    raw = [(b"X-Token", b"a"), (b"x-token", b"b"), (b"X-Name", "caf\u00e9".encode("latin-1"))]
+    assert request_headers(raw) == {"x-token": "a,b", "x-name": "caf\u00e9"}
+
+
+@pytest.mark.parametrize(
+    ("scope", "host", "url"),
+    [
+        ({"scheme": "https", "server": ("example.com", 443)}, None, "https://example.com/p"),
+        ({"scheme": "https", "server": ("example.com", 8443)}, None, "https://example.com:8443/p"),
+        ({"scheme": "http", "server": ("example.com", 80)}, None, "http://example.com/p"),
+        (
+            {"scheme": "http", "server": ("example.com", 80)},
+            "h.example.com",
+            "http://h.example.com/p",
+        ),
+        ({"scheme": "http", "server": ("/tmp/sock", None)}, None, "http:///tmp/sock/p"),
+        ({"server": None}, None, "http:///p"),
+        ({"root_path": "/app"}, "h", "http://h/app/p"),
+        ({"root_path": "/app", "path": "/app/p"}, "h", "http://h/app/p"),
+        ({"query_string": b"a=1&b=%20"}, "h", "http://h/p?a=1&b=%20"),
+    ],
+)
+def test_the_url_is_rebuilt_from_the_scope(
+    scope: dict[str, Any], host: str | None, url: str
+) -> None:
+    headers = {} if host is None else {"host": host}
+    assert request_url({"path": "/p", **scope}, headers) == url
+
+
+# -- threads and async code --------------------------------------------------------------
+
+
+def test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop() -> None:
+    threads: dict[str, int] = {}
+
+    def sync_handler(bounce: Bounce) -> None:
+        threads["sync"] = threading.get_ident()
+
+    async def async_handler(bounce: Bounce) -> None:
+        await asyncio.sleep(0)
+        threads["async"] = threading.get_ident()
+
+    app, _ = middleware(sync_handler, async_handler, store=MemoryStore())
+
+    async def main() -> None:
+        threads["loop"] = threading.get_ident()
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        assert exchange.status == 200
+
+    asyncio.run(main())
+    assert threads["async"] == threads["loop"] != threads["sync"]
+    assert [h.name for h in app.handlers] == [
+        "tests.test_asgi_front.test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop"
+        ".<locals>.sync_handler",
+        "tests.test_asgi_front.test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop"
+        ".<locals>.async_handler",
+    ]
+
+
+def test_a_slow_handler_does_not_block_the_loop() -> None:
+    def slow(bounce: Bounce) -> None:
+        time.sleep(0.3)
+
+    app, _ = middleware(slow)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        task.cancel()
+        assert exchange.status == 200
+        return ticks
+
+    assert asyncio.run(main()) >= 10
+
+
+def test_a_failing_async_handler_is_a_500_and_its_redelivery_runs_it_alone() -> None:
+    calls: list[str] = []
+    failing = [True]
+
+    async def first(bounce: Bounce) -> None:
+        calls.append("first")
+
+    async def flaky(bounce: Bounce) -> None:
+        calls.append("flaky")
+        if failing[0]:
+            raise RuntimeError("down")
+
+    app, _ = middleware(first, flaky, store=MemoryStore())
+    body = bounce_body()
+    assert Exchange(chunk(body)).run(app, http_scope("POST", PATH, AUTH)).status == 500
+    failing[0] = False
+    assert Exchange(chunk(body)).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert calls == ["first", "flaky", "flaky"]
+
+
+class AsyncStore:
+    """A store whose every method is ``async def`` (over a MemoryStore), noting its threads."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.threads: set[int] = set()
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.threads.add(threading.get_ident())
+        return getattr(self.inner, name)(*args, **kwargs)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("claim", *args, **kwargs)
+
+    async def claim_many(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("claim_many", *args, **kwargs)
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("complete", *args, **kwargs)
+
+    async def release(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("release", *args, **kwargs)
+
+    async def settle_many(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("settle_many", *args, **kwargs)
+
+    async def records(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("records", *args, **kwargs)
+
+    async def reject(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("reject", *args, **kwargs)
+
+    async def resolve(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("resolve", *args, **kwargs)
+
+
+def test_an_async_store_is_awaited_on_the_loop_with_the_same_promises() -> None:
+    calls: list[str] = []
+    store = AsyncStore()
+    app, _ = middleware(lambda bounce: calls.append(bounce.key), store=store)
+    assert app.store is cast(object, store)
+    body = bounce_body()
+
+    async def main() -> list[bytes]:
+        texts = []
+        for _ in range(2):
+            exchange = Exchange(chunk(body))
+            await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+            texts.append(exchange.sent[1]["body"])
+        assert store.threads == {threading.get_ident()}
+        return texts
+
+    assert asyncio.run(main()) == [b"accepted\n", b"already processed\n"]
+    assert len(calls) == 1
+
+
+def test_dispatch_outside_a_request_runs_async_handlers_in_a_loop_of_their_own() -> None:
+    # What bounce-middleware replay does: a synchronous call, no server loop.
+    from bounce_middleware.providers.postmark import parse_postmark
+
+    seen: list[str] = []
+
+    async def handler(bounce: Bounce) -> None:
+        seen.append(bounce.email)
+
+    app, _ = middleware(handler)
+    [event] = parse_postmark(bounce_body(email="replay@example.com")).events
+    assert app.dispatch(event).status == 200
+    assert seen == ["replay@example.com"]
+
+    async def on_the_loop() -> int:
+        return app.dispatch(event).status  # would block the loop it needs: refused
+
+    assert asyncio.run(on_the_loop()) == 500
+
+
+def test_a_transactional_async_handler_is_given_the_delivery() -> None:
+    deliveries: list[Any] = []
+
+    async def handler(bounce: Bounce, delivery: Any) -> bool:
+        deliveries.append(delivery)
+        return False
+
+    handler.transactional = True  # type: ignore[attr-defined]
+    app, _ = middleware(handler, store=MemoryStore())
+    assert Exchange(chunk(bounce_body())).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert deliveries[0].finishes is True and app.handlers[0].transactional
+
+
+def test_add_handler_takes_async_handlers_with_kinds_and_names() -> None:
+    seen: list[str] = []
+    app, _ = middleware()
+
+    async def complaints(bounce: Bounce) -> None:
+        seen.append(bounce.kind.value)
+
+    handler = app.add_handler(complaints, kinds=["complaint"], name="complaints")
+    assert (handler.name, handler.kinds is not None) == ("complaints", True)
+    with pytest.raises(ConfigurationError):
+        app.add_handler(complaints, name="complaints")
+    assert Exchange(chunk(bounce_body())).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert seen == []
+
+
+def test_from_settings_reads_the_same_keys() -> None:
+    downstream = Downstream()
+    app = BounceMiddleware.from_settings(
+        downstream.asgi,
+        {"bounce.routes": f"{PATH} postmark", "bounce.postmark.credentials": "u:long-pass-word"},
+    )
+    assert list(app.routes) == [PATH] and app.max_body_size == 1024 * 1024
+
+
+def test_under_trio_anyio_threads_run_the_work_and_its_async_handlers() -> None:
+    import trio
+
+    threads: dict[str, int] = {}
+
+    async def handler(bounce: Bounce) -> None:
+        await trio.sleep(0)
+        threads["handler"] = threading.get_ident()
+
+    def sync_handler(bounce: Bounce) -> None:
+        threads["sync"] = threading.get_ident()
+
+    app, _ = middleware(handler, sync_handler, store=MemoryStore())
+    exchange = Exchange(chunk(bounce_body()))
+
+    async def main() -> None:
+        threads["loop"] = threading.get_ident()
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+
+    trio.run(main)
+    assert exchange.status == 200
+    assert threads["handler"] == threads["loop"] != threads["sync"]
