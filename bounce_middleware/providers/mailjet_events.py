@@ -1,0 +1,264 @@
+"""Mailjet Event API bodies -> events: one event object, or a grouped array of them.
+
+Mailjet posts one JSON object per event, or, with "group events" (Version 2
+of the event callback URL), a JSON array of the last second's events of
+mixed types. The tables follow Mailjet's Event API guide (``docs/providers.md``
+in the project, section 4, "Mailjet").
+
+Mailjet gives no event id. The de-duplication key (:attr:`Bounce.key`, which
+holds only its digest) is the JSON list ``[MessageID, event, time, email]``:
+the same event gets the same key whether it arrives alone or in a grouped
+batch, and a retried batch runs nothing twice.
+
+Fields: ``message_id`` is ``str(MessageID)`` (a 64-bit integer, read as a
+Python int: never through a float, so no digit is lost), else the deprecated
+``mj_message_id`` (the same number as a string), else ``Message_GUID``;
+``type`` is the event name; ``bounced_at`` is ``time`` (integer Unix
+seconds; anything else refuses the event); ``details`` is ``comment`` (the
+remote server's SMTP text), else ``error``, else ``error_related_to``, else a
+complaint's ``source``; ``smtp_status`` is the enhanced status code found in
+``comment``; ``tags`` is ``customcampaign`` (the campaign name set at send,
+if any); ``metadata`` holds ``CustomID`` and ``Payload`` (as set at send)
+when they are non-empty strings. Everything else stays in ``raw``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from bounce_middleware.errors import PayloadError
+from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
+from bounce_middleware.text import article
+
+from .base import Parsed, json_type, load_json_object
+from .json_batch import event_body, freeze_event, load_json_array, parse_event_list
+
+__all__ = [
+    "ACKNOWLEDGED_EVENTS",
+    "BLOCKED_ERROR_KINDS",
+    "EVENT_KINDS",
+    "EXPECTED",
+    "parse_mailjet",
+]
+
+K = BounceKind
+PROVIDER = "mailjet"
+EXPECTED = "Mailjet posts a JSON object or a JSON array of events"
+
+#: Events whose kind depends on nothing else: event -> (kind, description).
+EVENT_KINDS: Mapping[str, tuple[BounceKind, str]] = {
+    "spam": (K.COMPLAINT, "The recipient reported the message as spam"),
+    "unsub": (K.UNSUBSCRIBE, "The recipient unsubscribed"),
+}
+#: Documented events that are not bounces: answered 200, never dispatched. Any event
+#: Mailjet adds later is acknowledged the same way.
+ACKNOWLEDGED_EVENTS = frozenset({"sent", "open", "click"})
+
+#: ``bounce`` with ``error_related_to: "spam"`` (sender blocked, content blocked, policy
+#: issue): the receiving server refused the sender or the content, whatever
+#: ``hard_bounce`` says. Any other class (recipient, domain, system; or a value outside
+#: Mailjet's table, such as a captured ``"policy issue"``) goes by ``hard_bounce``.
+SPAM_CLASS = "spam"
+BLOCKED_BOUNCE = (K.BLOCKED, "The receiving server blocked the sender or the content")
+HARD_BOUNCE = (K.HARD, "The receiving server rejected the message permanently")
+SOFT_BOUNCE = (K.SOFT, "The receiving server refused the message for now")
+#: ``hard_bounce`` absent: Mailjet did not say whether the bounce is permanent.
+UNKNOWN_BOUNCE = (K.UNKNOWN, "The message bounced")
+#: Appended to a bounce's description when it carries ``blocked: true``.
+NOW_BLOCKED = "; Mailjet now blocks this address"
+
+#: ``blocked`` events (Mailjet did not send) by ``error`` (lower case). None: acknowledged.
+BLOCKED_ERROR_KINDS: Mapping[str, tuple[BounceKind, str] | None] = {
+    "duplicate in campaign": None,  # the address was twice in one campaign: sent once
+    "preblocked": (K.SUPPRESSED, "Not sent: Mailjet pre-blocked the address"),
+    "blacklisted": (K.SUPPRESSED, "Not sent: the address is on Mailjet's blocklist"),
+    "spam reporter": (K.SUPPRESSED, "Not sent: the recipient reported spam before"),
+    "user unknown": (K.SUPPRESSED, "Not sent: the address bounced as unknown before"),
+    "bad or empty template": (K.ERROR, "Not sent: the template is empty or invalid"),
+    "error in template language": (K.ERROR, "Not sent: the template language has an error"),
+}
+#: ``blocked`` with ``error_related_to: "content"`` and an error not listed: ours to fix.
+CONTENT_BLOCKED = (K.ERROR, "Not sent: Mailjet refused the message's content")
+#: Any other ``blocked`` event: Mailjet will not send to the address.
+OTHER_BLOCKED = (K.SUPPRESSED, "Not sent: Mailjet blocked the address")
+#: The name acknowledged for ``blocked`` / ``duplicate in campaign``.
+DUPLICATE = "duplicate_in_campaign"
+
+#: String fields read into a Bounce: any other JSON type there (null aside) refuses the event.
+_STRING_FIELDS = ("email", "error", "error_related_to", "comment", "source")
+#: Flags read to pick the kind: booleans or null.
+_FLAGS = ("hard_bounce", "blocked")
+#: What the sender attached at send (``X-MJ-CustomID``, ``X-MJ-EventPayload``).
+_METADATA_FIELDS = ("CustomID", "Payload")
+#: ``time`` is Unix seconds up to the end of year 9999, the last a datetime holds.
+_MAX_TIME = 253_402_300_799
+# An enhanced status code (RFC 3463) standing alone: "4.7.0", not a part of "4.16.55.1".
+_ENHANCED_STATUS = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])")
+_JSON_SPACE = b" \t\r\n"
+
+
+def parse_mailjet(body: bytes) -> Parsed:
+    """Parse one Mailjet body: one event object, or a grouped array of events.
+
+    An empty array is answered 200 as a handshake. In an array, each event
+    becomes a :class:`~bounce_middleware.Bounce`, an acknowledged name, or a
+    :class:`~bounce_middleware.providers.base.Rejection` refused alone; a
+    single object that can never be accepted raises :class:`PayloadError`.
+    Each Bounce's ``body`` is its event alone as ``[event]``, which this reads
+    again (``bounce-middleware replay``).
+    """
+    start = body[3:] if body[:3] == codecs.BOM_UTF8 else body
+    start = start.lstrip(_JSON_SPACE)
+    if not start:
+        raise PayloadError(f"body is empty; {EXPECTED}")
+    if start[:1] == b"[":
+        items = load_json_array(body, expected=EXPECTED)
+        if not items:
+            return Parsed(handshake="empty batch: no events")
+        return parse_event_list(items, body, read_event)
+    data = load_json_object(body)  # refuses a lone UTF-16 surrogate anywhere in it
+    try:
+        outcome = read_event(data, False)
+    except RecursionError:
+        raise PayloadError("event is nested too deeply") from None
+    if isinstance(outcome, str):
+        return Parsed(acknowledged=(outcome,))
+    return Parsed((outcome,))
+
+
+def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
+    """One decoded event: a Bounce to dispatch, or the name of an acknowledged event."""
+    if type(item) is not MappingProxyType:
+        kind = json_type(item)
+        shown = "JSON null" if kind == "null" else article("JSON " + kind)
+        raise PayloadError(f"an event is {shown}, not an object")
+    data: Mapping[str, Any] = item
+    get = data.get
+    event = get("event")
+    if event is None:
+        raise PayloadError("required field event is missing")
+    if type(event) is not str:
+        raise PayloadError(f"field event must be a string, not {article(json_type(event))}")
+    name = event.lower()
+    if name not in EVENT_KINDS and name != "bounce" and name != "blocked":
+        return name  # sent, open, click, and whatever Mailjet adds later
+    for field in _STRING_FIELDS:
+        value = get(field)
+        if value is not None and type(value) is not str:
+            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+    for field in _FLAGS:
+        value = get(field)
+        if value is not None and type(value) is not bool:
+            raise PayloadError(f"field {field} must be a boolean, not {article(json_type(value))}")
+    if name == "bounce":
+        rule = _bounce_rule(data)
+    elif name == "blocked":
+        found = _blocked_rule(data)
+        if found is None:
+            return DUPLICATE
+        rule = found
+    else:
+        rule = EVENT_KINDS[name]
+    email = get("email")
+    if not email:
+        raise PayloadError("required field email is missing or empty")
+    message_id, dedup_message_id = _message_id(data)
+    stamp = get("time")
+    bounced_at = _time(stamp)
+    data = freeze_event(data, check_surrogates=check_surrogates)
+    kind, description = rule
+    if name == "bounce" and get("blocked") is True:
+        description += NOW_BLOCKED
+    comment = get("comment") or ""
+    return Bounce(
+        provider=PROVIDER,
+        id=None,
+        email=email,
+        kind=kind,
+        type=name,
+        bounced_at=bounced_at,
+        message_id=message_id,
+        description=description,
+        details=comment or get("error") or get("error_related_to") or get("source") or "",
+        smtp_status=_smtp_status(comment),
+        tags=_tags(get("customcampaign")),
+        metadata=_metadata(data),
+        raw=data,
+        dedup_id=json.dumps([dedup_message_id, name, stamp, email], separators=(",", ":")),
+        body=event_body(data),
+    )
+
+
+def _bounce_rule(data: Mapping[str, Any]) -> tuple[BounceKind, str]:
+    if _lower(data.get("error_related_to")) == SPAM_CLASS:
+        return BLOCKED_BOUNCE
+    hard = data.get("hard_bounce")
+    if hard is None:
+        return UNKNOWN_BOUNCE
+    return HARD_BOUNCE if hard else SOFT_BOUNCE
+
+
+def _blocked_rule(data: Mapping[str, Any]) -> tuple[BounceKind, str] | None:
+    error = _lower(data.get("error"))
+    if error in BLOCKED_ERROR_KINDS:
+        return BLOCKED_ERROR_KINDS[error]
+    if _lower(data.get("error_related_to")) == "content":
+        return CONTENT_BLOCKED
+    return OTHER_BLOCKED
+
+
+def _lower(value: Any) -> str:
+    return value.strip().lower() if type(value) is str else ""
+
+
+def _message_id(data: Mapping[str, Any]) -> tuple[str | None, int | str | None]:
+    """``message_id``, and the value the de-duplication key holds (the integer as received)."""
+    value = data.get("MessageID")
+    if type(value) is int:
+        return str(value), value
+    if value is not None and type(value) is not str:
+        # A float here lost digits before it reached us: never guess the id from it.
+        raise PayloadError(f"field MessageID must be an integer, not {article(json_type(value))}")
+    if value:
+        return value, value
+    for field in ("mj_message_id", "Message_GUID"):
+        value = data.get(field)
+        if value is not None and type(value) is not str:
+            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+        if value:
+            return value, value
+    return None, None
+
+
+def _time(value: Any) -> datetime | None:
+    """When it happened: integer Unix seconds (absent or null: unknown)."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise PayloadError(
+            f"field time must be an integer Unix time, not {article(json_type(value))}"
+        )
+    if not 0 <= value <= _MAX_TIME:
+        raise PayloadError("field time is out of range")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _smtp_status(comment: str) -> str | None:
+    found = _ENHANCED_STATUS.search(comment) if comment else None
+    return found.group() if found else None
+
+
+def _tags(campaign: Any) -> tuple[str, ...]:
+    """The campaign name set at send; any other type is left in ``raw``."""
+    return (campaign,) if type(campaign) is str and campaign else ()
+
+
+def _metadata(data: Mapping[str, Any]) -> Mapping[str, str]:
+    found = {f: v for f in _METADATA_FIELDS if type(v := data.get(f)) is str and v}
+    return MappingProxyType(found) if found else EMPTY_MAPPING
