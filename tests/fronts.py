@@ -116,7 +116,9 @@ class Client:
     ) -> Reply:
         environ = Request.blank(path, method=method, headers=dict(headers), body=body).environ
         if content_length == "":
+            # No length: a chunked upload, whose end the server marks (gunicorn does).
             environ.pop("CONTENT_LENGTH", None)
+            environ["wsgi.input_terminated"] = True
         elif content_length is not None:
             environ["CONTENT_LENGTH"] = content_length
         started: list[Any] = []
@@ -134,11 +136,14 @@ class Client:
         content_length: str | None,
         chunk_size: int | None,
     ) -> Reply:
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw = [(k.lower().encode("latin-1"), wire(v)) for k, v in headers.items()]
         if content_length is None:
             raw.append((b"content-length", str(len(body)).encode()))
         elif content_length != "":
-            raw.append((b"content-length", content_length.encode("latin-1")))
+            raw.append((b"content-length", wire(content_length)))
+            if content_length.isascii() and content_length.isdigit() and len(content_length) < 100:
+                # The server frames the body by its declared length.
+                body = body[: int(content_length)]
         messages = list(body_messages(body, chunk_size))
         sent: list[Message] = []
         self.receives = 0
@@ -157,6 +162,14 @@ class Client:
         answer_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]}
         data = b"".join(m.get("body", b"") for m in sent[1:])
         return Reply(start["status"], answer_headers, data)
+
+
+def wire(value: str) -> bytes:
+    """A header value as a client puts it on the wire: latin-1, or else UTF-8."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def body_messages(body: bytes, chunk_size: int | None) -> Iterable[Message]:
