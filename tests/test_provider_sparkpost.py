@@ -333,3 +333,25 @@ def test_a_malformed_element_is_refused_alone(bad: Any, reason: str) -> None:
 def test_acknowledged_events_are_not_checked_further() -> None:
     parsed = parse(element(type="click", timestamp="soon", raw_rcpt_to=3, event_id={}))
     assert parsed == Parsed(acknowledged=("click",))
+
+
+def test_a_post_of_one_element_keeps_the_body_as_received() -> None:
+    body = b"\n[ " + json.dumps(element()).encode() + b" ]\r\n"
+    [bounce] = parse_sparkpost(body).events
+    assert bounce.body == body
+    assert parse_sparkpost(bounce.body).events == (bounce,)
+    assert parse_sparkpost(b'[{"msys": {"track_event": {"type": "open"}}}]') == Parsed(
+        acknowledged=("open",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"), [(b, r) for _, b, r in BAD_ELEMENTS], ids=[n for n, _, _ in BAD_ELEMENTS]
+)
+def test_a_post_of_one_malformed_element_is_refused_alone_too(bad: Any, reason: str) -> None:
+    body = json.dumps([bad]).encode("utf-8", "surrogatepass")
+    parsed = parse_sparkpost(body)
+    assert not parsed.events and not parsed.acknowledged and not parsed.handshake
+    [rejection] = parsed.rejected
+    assert rejection.reason.startswith(reason)
+    assert json.loads(rejection.body) == [bad]

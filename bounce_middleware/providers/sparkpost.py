@@ -30,10 +30,11 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from bounce_middleware.auth import HeaderAuth
+from bounce_middleware.errors import PayloadError
 from bounce_middleware.request import WebhookRequest
 
 from .base import POST_ONLY, Parsed
-from .json_batch import load_json_array, parse_event_list
+from .json_batch import load_json_array, may_hold_surrogates, parse_event_list
 from .sparkpost_events import is_ping, read_event
 
 __all__ = ["BATCH_HEADER", "TOKEN_HEADER", "SparkPost", "parse_sparkpost"]
@@ -111,4 +112,15 @@ def parse_sparkpost(body: bytes) -> Parsed:
         return Parsed(handshake="empty batch: no events")
     if all(is_ping(item) for item in items):
         return Parsed(handshake="SparkPost ping: no events")
+    if len(items) == 1:
+        # One element (most posts outside busy hours): the body as received is that
+        # element alone, so the Bounce keeps it rather than a copy written out again.
+        try:
+            outcome = read_event(items[0], may_hold_surrogates(body), body)
+        except (PayloadError, RecursionError):
+            pass  # refused alone below, as in any batch
+        else:
+            if isinstance(outcome, str):
+                return Parsed(acknowledged=(outcome,))
+            return Parsed(events=(outcome,))
     return parse_event_list(items, body, read_event)

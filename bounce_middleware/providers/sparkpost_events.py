@@ -21,7 +21,7 @@ from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
 from bounce_middleware.text import article
 
-from .base import json_type
+from .base import holds_surrogate, json_type
 from .json_batch import event_body, freeze_event
 
 K = BounceKind
@@ -93,10 +93,12 @@ def is_ping(item: Any) -> bool:
     return type(msys) is MappingProxyType and not msys
 
 
-def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
+def read_event(item: Any, check_surrogates: bool, received: bytes | None = None) -> Bounce | str:
     """One ``{"msys": {...}}`` element: a Bounce, or the name of an acknowledged event.
 
-    Raises :class:`PayloadError` to refuse this element alone.
+    ``received``: the body as received when it holds this element alone, kept
+    as the Bounce's ``body`` instead of writing the element out again. Raises
+    :class:`PayloadError` to refuse this element alone.
     """
     if type(item) is not MappingProxyType:
         raise PayloadError(f"an event is {article('JSON ' + json_type(item))}, not an object")
@@ -136,7 +138,7 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
                 description += f" ({fbtype.lower()} feedback report)"
         elif name in ("delay", "policy_rejection"):
             description += _class_note(data.get("bounce_class"), meaning=name == "delay")
-    return _bounce(item, data, event_type, kind, description, check_surrogates)
+    return _bounce(item, data, event_type, kind, description, check_surrogates, received)
 
 
 def _bounce(
@@ -146,6 +148,7 @@ def _bounce(
     kind: BounceKind,
     description: str,
     check_surrogates: bool,
+    received: bytes | None,
 ) -> Bounce:
     get = data.get
     for field in _STRING_FIELDS:
@@ -157,8 +160,9 @@ def _bounce(
     if not email:
         raise PayloadError("required field rcpt_to is missing or empty")
     bounced_at = _timestamp(get("timestamp"))
-    frozen = freeze_event(item, check_surrogates=check_surrogates)
-    [raw] = frozen["msys"].values()
+    if check_surrogates and holds_surrogate(item):
+        raise PayloadError("event holds an unpaired UTF-16 surrogate escape")
+    raw = freeze_event(data, check_surrogates=False)
     event_id = ids["event_id"]
     return Bounce(
         provider="sparkpost",
@@ -175,7 +179,7 @@ def _bounce(
         metadata=_metadata(get("rcpt_meta")),
         raw=raw,
         dedup_id=None if event_id else _dedup_id(ids, event_type, get("timestamp"), data, email),
-        body=event_body(item),
+        body=event_body(item) if received is None else received,
     )
 
 
