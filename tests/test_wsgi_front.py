@@ -123,10 +123,10 @@ def test_a_refused_event_without_a_store_is_not_said_to_be_kept() -> None:
 class _HeadChecked:
     """A provider that answers a HEAD check, as Mandrill's webhook setup sends one."""
 
-    name = "headcheck"
-    methods = frozenset({"POST", "HEAD"})
-    refuse_status = 400
-    retry_status = None
+    name: str = "headcheck"
+    methods: frozenset[str] = frozenset({"POST", "HEAD"})
+    refuse_status: int = 400
+    retry_status: int | None = None
 
     def authenticate(self, request: Any) -> None:
         pass
@@ -140,11 +140,14 @@ class _HeadChecked:
 def test_a_head_answer_has_the_headers_and_no_body() -> None:
     middleware = BounceMiddleware(site, routes={"/hooks/postmark": _HeadChecked()})
     seen: list[Any] = []
-    head = middleware(
-        environ(b"", REQUEST_METHOD="HEAD"), lambda status, headers: seen.append((status, headers))
-    )
+
+    def start_response(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        seen.append((status, headers))
+        return lambda data: None
+
+    head = middleware(environ(b"", REQUEST_METHOD="HEAD"), start_response)
     assert list(head) == []
     assert seen[0][0] == "200 OK"
     assert ("Content-Length", str(len(b"webhook URL check\n"))) in seen[0][1]
-    posted = middleware(environ(b""), lambda status, headers: None)
+    posted = middleware(environ(b""), start_response)
     assert list(posted) == [b"webhook URL check\n"]
