@@ -20,9 +20,12 @@ applied exactly once. ``BOUNCE_POSTMARK_CREDENTIALS`` and
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import logging
 import os
+import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,7 +35,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import orm
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from bounce_middleware.adapters.sqlalchemy import (
     SQLAlchemyStore,
@@ -66,6 +68,19 @@ class User(Base):
     password_hash: orm.Mapped[str] = orm.mapped_column(sa.String(200))
 
 
+def hash_password(password: str, salt: str | None = None) -> str:
+    """``salt$digest`` of a password (PBKDF2-SHA256, standard library only)."""
+    salt = salt or secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), 200_000)
+    return f"{salt}${digest.hex()}"
+
+
+def check_password(stored: str, password: str) -> bool:
+    """True when ``password`` hashes to ``stored``, compared in constant time."""
+    salt, _, _ = stored.partition("$")
+    return hmac.compare_digest(stored, hash_password(password, salt))
+
+
 def create_app() -> FastAPI:
     """The application: the pages, the session, and the bounce endpoint in front of them."""
     if not logging.root.handlers:
@@ -81,8 +96,7 @@ def create_app() -> FastAPI:
     with sessions.begin() as session:
         if session.scalar(sa.select(sa.func.count()).select_from(User)) == 0:
             session.add_all(
-                User(name=n, email=e, password_hash=generate_password_hash(p))
-                for n, e, p in DEMO_USERS
+                User(name=n, email=e, password_hash=hash_password(p)) for n, e, p in DEMO_USERS
             )
 
     # Notices for hard bounces, written with their completion in one transaction.
@@ -167,9 +181,7 @@ def register_pages(
         if request.method == "POST":
             data = await posted(request)
             user = await run_in_threadpool(find_user, data.get("name", ""))
-            if user is not None and check_password_hash(
-                user.password_hash, data.get("password", "")
-            ):
+            if user is not None and check_password(user.password_hash, data.get("password", "")):
                 request.session.update(user_id=user.id, name=user.name)
                 return RedirectResponse("/", status_code=303)
         return page(request, form(("name", "Name", "text"), ("password", "Password", "password")))
