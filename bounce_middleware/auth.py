@@ -254,6 +254,8 @@ class HeaderAuth:
                 f"{provider}: no credentials and no tokens configured: "
                 "the route refuses to run unauthenticated"
             )
+        if not isinstance(realm, str) or '"' in realm or "\\" in realm:
+            raise ConfigurationError("realm must not contain quotes or backslashes")
         self.basic = None if credentials is None else BasicCredentials(credentials, realm=realm)
         self.tokens: tuple[bytes, ...] = () if tokens is None else tuple(token_list(tokens))
         for number, token in enumerate(self.tokens, start=1):

@@ -139,8 +139,12 @@ class Receiver:
         answer = self._answer(provider, request)
         retry_status = provider.retry_status
         if retry_status is not None and answer.status >= 500:
-            # A provider that retries only on one status (Brevo: 429) gets that one.
-            return Answer(retry_status, answer.reason, answer.headers)
+            # A provider that retries only on one status (Brevo: 429) gets that one, and
+            # with it when to come back (a handler's failure has no Retry-After of its own).
+            headers = answer.headers
+            if not any(name == "Retry-After" for name, _ in headers):
+                headers = (*headers, *self._retry)
+            return Answer(retry_status, answer.reason, headers)
         return answer
 
     def precheck(self, request: WebhookRequest) -> Answer | None:
@@ -185,7 +189,9 @@ class Receiver:
         try:
             parsed = provider.parse(request)
         except PayloadError as exc:
-            return self._refuse(provider, request.body, exc.reason)
+            kept_body = getattr(provider, "kept_body", None)
+            body = request.body if kept_body is None else kept_body(request)
+            return self._refuse(provider, body, exc.reason)
         except TemporaryFailure as exc:
             return self._retry_later(provider, exc)
         return self.dispatch_parsed(provider, parsed)
@@ -340,5 +346,6 @@ def _label(events: Sequence[Bounce]) -> str:
 
 
 def _looks_like_a_name(text: str) -> bool:
-    # Letters, digits and "_" ("account_status_change"): nothing that can forge a log line.
-    return text.isascii() and text.replace("_", "").isalnum() and len(text) <= 40
+    # Letters, digits, "_" and "." ("account_status_change", Resend's "email.delivered"):
+    # nothing that can forge a log line.
+    return text.isascii() and text.replace("_", "").replace(".", "").isalnum() and len(text) <= 40

@@ -116,3 +116,9 @@ def test_short_or_published_tokens_draw_a_warning_naming_no_token(
     assert len(lines) == 2
     assert "SparkPost token 1" in lines[0] and "SparkPost token 3" in lines[1]
     assert not any("long-random-password" in line or TOKEN in line for line in lines)
+
+
+@pytest.mark.parametrize("realm", ['a"b', "a\\b", 3])
+def test_a_realm_that_would_break_the_challenge_is_refused_for_tokens_too(realm: object) -> None:
+    with pytest.raises(ConfigurationError, match="realm must not contain"):
+        HeaderAuth(tokens=[TOKEN], realm=realm)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from webtest import TestApp, TestResponse
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore, SQLiteStore, Store
 from bounce_middleware.cli.replay import replay_event, replay_rejected
-from bounce_middleware.providers.resend import Resend
+from bounce_middleware.providers.resend import Resend, replay_envelope
 from bounce_middleware.request import post
 from bounce_middleware.samples.resend import (
     SAMPLE_KINDS,
@@ -125,7 +125,7 @@ def test_the_published_vector_authenticates_and_its_body_is_refused_400_and_kept
     assert "field type is missing" in response.text
     assert seen.bounces == []
     [kept] = store.records(rejected=True)
-    assert (kept.provider, kept.body) == ("resend", PUBLISHED_BODY)
+    assert (kept.provider, kept.body) == ("resend", replay_envelope(PUBLISHED_ID, PUBLISHED_BODY))
     # Today's clock: the same request is stale.
     deliver(make_middleware(seen, provider=Resend(secret=PUBLISHED_SECRET)), (headers, b"{}"), 401)
 
@@ -264,14 +264,26 @@ def test_an_authentic_malformed_body_gets_400_is_kept_and_still_refused_by_repla
 ) -> None:
     seen = Seen()
     middleware = make_middleware(seen, store=store)
-    request = sign_request(resend_event("hard", to=7), secret=SECRET)
+    request = sign_request(resend_event("hard", to=7), secret=SECRET, msg_id="msg_refused")
     response = deliver(middleware, request, 400)
     assert "field data.to must be an array of strings" in response.text
     [kept] = store.records(rejected=True)
-    assert kept.body == request[1]
+    # Kept with its svix-id, so a release that accepts it keys it as Resend's retries.
+    assert kept.body == replay_envelope("msg_refused", request[1])
     ok, line = replay_rejected(middleware, store, kept, dry_run=False)
     assert not ok and "still refused: field data.to" in line
     assert seen.bounces == []
+
+
+def test_the_body_kept_for_a_refused_request_parses_to_the_svix_id_key() -> None:
+    provider = Resend(secret=SECRET)
+    headers, body = sign_request(resend_event("hard"), secret=SECRET, msg_id="msg_kept")
+    kept = provider.kept_body(post(PATH, body, headers))
+    [bounce] = provider.parse(post(body=kept)).events
+    assert bounce.key == "resend:msg_kept"
+    # Nothing to embed: a body that is not a JSON object, or no usable id, is kept as is.
+    assert provider.kept_body(post(PATH, b"not json", headers)) == b"not json"
+    assert provider.kept_body(post(PATH, body, {})) == body
 
 
 def test_a_rejected_body_without_headers_replays_with_a_stable_key(store: Store) -> None:

@@ -92,7 +92,7 @@ def test_basic_credentials_are_checked_once_per_request(monkeypatch: pytest.Monk
     assert len(calls) == 2 and len(received) == 1
 
 
-def test_acknowledged_names_may_hold_underscores_and_nothing_stranger() -> None:
+def test_acknowledged_names_may_hold_underscores_and_dots_and_nothing_stranger() -> None:
     from bounce_middleware.providers import SendGrid
     from bounce_middleware.request import post
     from bounce_middleware.testing import SENDGRID_TEST_PUBLIC_KEY, sign_sendgrid_request
@@ -100,11 +100,18 @@ def test_acknowledged_names_may_hold_underscores_and_nothing_stranger() -> None:
     middleware = BounceMiddleware(
         site, routes={"/sg": SendGrid(public_key=SENDGRID_TEST_PUBLIC_KEY)}
     )
-    events = [{"event": "account_status_change"}, {"event": "odd\nname"}]
+    events = [
+        {"event": "account_status_change"},
+        {"event": "email.delivered"},
+        {"event": "odd\nname"},
+        {"event": "odd name"},
+    ]
     headers, body = sign_sendgrid_request(events)
     answer = middleware.answer(post("/sg", body, headers))
     assert answer.status == 200
-    assert answer.reason == "ignored: account_status_change, unrecognised records are not bounces"
+    assert answer.reason == (
+        "ignored: account_status_change, email.delivered, unrecognised records are not bounces"
+    )
 
 
 def test_a_refused_event_without_a_store_is_not_said_to_be_kept() -> None:

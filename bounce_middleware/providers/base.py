@@ -63,12 +63,14 @@ class Provider(Protocol):
     ``retry_status``, when set, replaces 500 and 503 for a provider that
     retries only on that status.
 
-    Two optional methods: ``check_headers(request)`` runs the checks that need
-    no body (HTTP Basic) before the front reads it, so an unauthenticated
+    Three optional methods: ``check_headers(request)`` runs the checks that
+    need no body (HTTP Basic) before the front reads it, so an unauthenticated
     client never makes the server read a body (``request.body`` is empty
     there); ``answered(request, status)`` is told the status of every answer
     to an authenticated request (Mailgun forgets a replay token it did not
-    accept).
+    accept); ``kept_body(request)`` returns the bytes to keep for a request
+    that ``parse`` refused as a whole, when the body alone would not parse to
+    the same keys later (Resend's event id is a header).
     """
 
     name: str

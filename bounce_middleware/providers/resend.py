@@ -24,17 +24,18 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
-from bounce_middleware.errors import ConfigurationError, Unauthorized
+from bounce_middleware.errors import ConfigurationError, PayloadError, Unauthorized
 from bounce_middleware.request import WebhookRequest
 from bounce_middleware.signatures.common import SignatureError, check_timestamp, header_value
 from bounce_middleware.signatures.svix import TOLERANCE, load_svix_secrets, verify_svix
 
-from .base import POST_ONLY, Parsed
+from .base import POST_ONLY, Parsed, load_json_object
 from .resend_events import (
     BOUNCE_TYPE_KINDS,
     EVENT_KINDS,
     MAX_ID_LENGTH,
     SUPPRESSED_SUBTYPES,
+    check_id,
     parse_resend,
     replay_envelope,
 )
@@ -135,6 +136,21 @@ class Resend:
         """
         msg_id = (_signature_headers(request)[0] or "").strip()
         return parse_resend(request.body, msg_id or None)
+
+    def kept_body(self, request: WebhookRequest) -> bytes:
+        """The body kept for a request refused as a whole: with its svix-id, when it can.
+
+        ``replay`` parses kept bodies without headers; enveloped, an event
+        accepted after an upgrade is keyed ``resend:<svix-id>`` as Resend's own
+        retries are, so it is not applied twice.
+        """
+        msg_id = (_signature_headers(request)[0] or "").strip()
+        try:
+            check_id(msg_id)
+            load_json_object(request.body)  # only an object can be embedded as one
+        except PayloadError:
+            return request.body
+        return replay_envelope(msg_id, request.body)
 
 
 def _signature_headers(request: WebhookRequest) -> tuple[str | None, str | None, str | None, str]:

@@ -1,0 +1,31 @@
+"""A provider that retries only on one status (Brevo: 429) gets it, with Retry-After."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bounce_middleware.model import Bounce
+from bounce_middleware.providers.brevo import Brevo
+from bounce_middleware.receiver import Receiver
+from bounce_middleware.request import post
+from bounce_middleware.samples.brevo import brevo_body, brevo_event, brevo_headers
+from bounce_middleware.sqlite_store import SQLiteStore
+
+TOKEN = "brevo-test-token-5f0c2a9e7d31"
+
+
+def failing(bounce: Bounce) -> None:
+    raise RuntimeError("the user store is down")
+
+
+def test_a_handler_failure_is_answered_429_with_retry_after_and_kept(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "b.db")
+    receiver = Receiver({"/hooks/brevo": Brevo(tokens=[TOKEN])}, handlers=[failing], store=store)
+    request = post("/hooks/brevo", brevo_body(brevo_event("hard")), brevo_headers(token=TOKEN))
+    answer = receiver.answer(request)
+    assert answer.status == 429
+    # Once: the 500 had none; a 503 (store down: test_provider_brevo_replay) has its own.
+    assert [h for h in answer.headers if h[0] == "Retry-After"] == [("Retry-After", "60")]
+    (record,) = store.records(unfinished=True, limit=None)
+    assert not record.completed  # kept for Brevo's retry, or for `replay` after its last one
+    store.close()
