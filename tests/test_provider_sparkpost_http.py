@@ -16,7 +16,7 @@ from webtest import TestApp, TestResponse
 
 from bounce_middleware import Bounce, BounceMiddleware, SQLiteStore
 from bounce_middleware.cli.replay import replay_event, replay_rejected
-from bounce_middleware.providers.sparkpost import SparkPost
+from bounce_middleware.providers.sparkpost import SparkPost, parse_sparkpost
 from bounce_middleware.samples.sparkpost import (
     PING,
     SAMPLE_KINDS,
@@ -65,7 +65,13 @@ def deliver(app: TestApp[Any], headers: dict[str, str], body: bytes, status: int
 
 
 def keys(events: list[dict[str, Any]]) -> list[str]:
-    return [f"sparkpost:{next(iter(e['msys'].values()))['event_id']}" for e in events]
+    """Each event's key: its event_id, with the digest of its type, time and recipient."""
+    found = []
+    for event in events:
+        [bounce] = parse_sparkpost(json.dumps([event]).encode()).events
+        assert bounce.key.startswith(f"sparkpost:{next(iter(event['msys'].values()))['event_id']}:")
+        found.append(bounce.key)
+    return found
 
 
 class CountingInput(io.BytesIO):

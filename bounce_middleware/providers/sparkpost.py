@@ -11,8 +11,10 @@ if the answer is 200: a ping (or an empty array) is a handshake, nothing
 dispatched. One malformed element of a batch is kept alone as a rejected
 record; the rest of the batch proceeds.
 
-Fields: ``id`` is ``event_id`` (without one, the key is a digest of
-``message_id`` or ``transmission_id``, type, timestamp and ``rcpt_to``);
+Fields: ``id`` is ``event_id``, and the key adds a digest of ``message_id``
+(or ``transmission_id``), type, timestamp and ``rcpt_to`` (SparkPost's own
+samples give one ``event_id`` to a batch's distinct events; without an
+``event_id`` the key is that digest alone);
 ``email`` is ``raw_rcpt_to`` (the address as sent) or ``rcpt_to`` (lower
 case); ``message_id`` is ``transmission_id``, the id SparkPost's
 Transmissions API answered (SparkPost's own ``message_id`` stays in

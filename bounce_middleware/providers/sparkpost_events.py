@@ -178,7 +178,9 @@ def _bounce(
         tags=_tags(raw),
         metadata=_metadata(get("rcpt_meta")),
         raw=raw,
-        dedup_id=None if event_id else _dedup_id(ids, event_type, get("timestamp"), data, email),
+        # With event_id too: SparkPost's own samples repeat one event_id across a batch's
+        # distinct events, which that id alone would dispatch once.
+        dedup_id=_dedup_id(ids, event_type, get("timestamp"), data, email),
         body=event_body(item) if received is None else received,
     )
 
@@ -288,7 +290,7 @@ def _dedup_id(
     data: Mapping[str, Any],
     email: str,
 ) -> str:
-    """What identifies an event without ``event_id``: message, type, time and recipient.
+    """What identifies an event beside ``event_id``: message, type, time and recipient.
 
     The key holds only its digest (:attr:`Bounce.key`), so no address is logged.
     """
