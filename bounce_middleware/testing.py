@@ -18,7 +18,10 @@ SendGrid and Amazon SNS sign with private keys only they hold, so their
 requests here are signed with published TEST material: configure the test
 route with :data:`SENDGRID_TEST_PUBLIC_KEY`, or with :data:`TEST_SNS_TOPIC_ARN`
 and ``fetch=sns_test_fetcher``; never in production. Mailgun's requests are
-signed with the signing key you give.
+signed with the signing key you give, Resend's with the ``whsec_`` secret you
+give; Mailjet, SparkPost and Brevo sign nothing (their requests carry Basic
+credentials or a bearer token: ``auth_headers``, ``sparkpost_headers``,
+``brevo_headers``).
 
 The factories live in :mod:`bounce_middleware.samples` (the command line uses
 them too); they are re-exported here, where users' tests import them.
@@ -57,8 +60,12 @@ from .samples.amazon_ses import (
 )
 from .samples.amazon_ses import sign_request as sign_ses_request
 from .samples.amazon_ses import test_fetcher as sns_test_fetcher
+from .samples.brevo import brevo_batch, brevo_body, brevo_event, brevo_headers, brevo_request
 from .samples.mailgun import MAILGUN_KINDS, mailgun_event
 from .samples.mailgun import sign_request as sign_mailgun_request
+from .samples.mailjet import mailjet_batch, mailjet_body, mailjet_event
+from .samples.resend import resend_event
+from .samples.resend import sign_request as sign_resend_request
 from .samples.sendgrid import (
     SENDGRID_KINDS,
     sendgrid_batch,
@@ -68,8 +75,32 @@ from .samples.sendgrid import (
 from .samples.sendgrid import TEST_PRIVATE_KEY_PEM as SENDGRID_TEST_PRIVATE_KEY_PEM
 from .samples.sendgrid import TEST_PUBLIC_KEY as SENDGRID_TEST_PUBLIC_KEY
 from .samples.sendgrid import sign_request as sign_sendgrid_request
+from .samples.sparkpost import PING as SPARKPOST_PING
+from .samples.sparkpost import (
+    sparkpost_batch,
+    sparkpost_body,
+    sparkpost_event,
+    sparkpost_headers,
+    sparkpost_request,
+)
 
 __all__ = [
+    "SPARKPOST_PING",
+    "brevo_batch",
+    "brevo_body",
+    "brevo_event",
+    "brevo_headers",
+    "brevo_request",
+    "mailjet_batch",
+    "mailjet_body",
+    "mailjet_event",
+    "resend_event",
+    "sign_resend_request",
+    "sparkpost_batch",
+    "sparkpost_body",
+    "sparkpost_event",
+    "sparkpost_headers",
+    "sparkpost_request",
     "MAILGUN_KINDS",
     "SENDGRID_KINDS",
     "SENDGRID_TEST_PRIVATE_KEY_PEM",

@@ -362,7 +362,15 @@ def test_the_sample_types_are_the_parsers_types() -> None:
 
 
 def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
-    from bounce_middleware.samples import amazon_ses, mailgun, sendgrid
+    from bounce_middleware.samples import (
+        amazon_ses,
+        brevo,
+        mailgun,
+        mailjet,
+        resend,
+        sendgrid,
+        sparkpost,
+    )
 
     # Each provider's signer is sign_request in its own samples module; testing names
     # them apart (sign_sendgrid_request...), and the TEST keys by provider.
@@ -373,8 +381,10 @@ def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
         "sns_test_fetcher": amazon_ses.test_fetcher,
         "SENDGRID_TEST_PUBLIC_KEY": sendgrid.TEST_PUBLIC_KEY,
         "SENDGRID_TEST_PRIVATE_KEY_PEM": sendgrid.TEST_PRIVATE_KEY_PEM,
+        "sign_resend_request": resend.sign_request,
+        "SPARKPOST_PING": sparkpost.PING,
     }
-    modules = (samples, sendgrid, mailgun, amazon_ses)
+    modules = (samples, sendgrid, mailgun, amazon_ses, mailjet, sparkpost, brevo, resend)
     for name in testing.__all__:
         if name == "auth_headers":
             continue

@@ -152,6 +152,84 @@ SAMPLE_PROVIDERS: dict[str, SampleProvider] = {
         "topic and fetching certificates with the samples' test fetcher accepts; a production "
         "route refuses them, as it must. " + _TEST_ROUTE.format(name="amazon_ses"),
     ),
+    "mailjet": SampleProvider(
+        "mailjet",
+        "Mailjet",
+        "credentials",
+        kinds=(
+            "hard",
+            "soft",
+            "blocked",
+            "suppressed",
+            "error",
+            "complaint",
+            "unsubscribe",
+            "sent",
+            "open",
+            "click",
+        ),  # fmt: skip
+        refused="the route refused these credentials: give the user name and password of its "
+        "Mailjet(credentials=[...]) with --user and --password, or in the URL",
+    ),
+    "sparkpost": SampleProvider(
+        "sparkpost",
+        "SparkPost",
+        "token",
+        kinds=(
+            "hard",
+            "soft",
+            "blocked",
+            "suppressed",
+            "admin",
+            "delay",
+            "complaint",
+            "unsubscribe",
+            "auto_reply",
+            "unknown",
+            "error",
+            "delivery",
+            "open",
+        ),  # fmt: skip
+        refused="the route refused the request: give one of its SparkPost(tokens=[...]) with "
+        "--secret (or BOUNCE_SECRET), or one of its credentials=[...] with --user and --password",
+    ),
+    "brevo": SampleProvider(
+        "brevo",
+        "Brevo",
+        "token",
+        kinds=(
+            "hard",
+            "soft",
+            "deferred",
+            "suppressed",
+            "invalid",
+            "complaint",
+            "unsubscribe",
+            "error",
+            "delivered",
+            "opened",
+        ),  # fmt: skip
+        refused="the route refused the request: give one of its Brevo(tokens=[...]) with "
+        "--secret (or BOUNCE_SECRET), or one of its credentials=[...] with --user and --password",
+    ),
+    "resend": SampleProvider(
+        "resend",
+        "Resend",
+        "key",
+        kinds=(
+            "hard",
+            "suppressed",
+            "soft",
+            "delayed",
+            "complaint",
+            "error",
+            "delivered",
+            "sent",
+        ),  # fmt: skip
+        refused="the route did not accept the signature: --secret (or BOUNCE_SECRET) must be "
+        "one of the route's Resend(secret=...) signing secrets (whsec_...), and this machine's "
+        "clock must be right (Svix's timestamps are accepted for 5 minutes)",
+    ),
 }
 
 
@@ -171,7 +249,11 @@ def sample_provider(name: str) -> SampleProvider:
 
 def unauthorized_advice(provider: SampleProvider, *, challenge: str, sent_credentials: bool) -> str:
     """One line saying why a route answered 401 to a sample, and what to try."""
-    if challenge and not sent_credentials and provider.secret not in ("basic", "credentials"):
+    if (
+        challenge
+        and not sent_credentials
+        and provider.secret not in ("basic", "credentials", "token")
+    ):
         # HTTP Basic asked for: a Postmark route, or a signed provider's route with credentials.
         return (
             "the route asks for HTTP Basic credentials: pass --user and --password (or put "

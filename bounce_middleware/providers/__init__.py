@@ -15,14 +15,22 @@ from .postmark import Postmark
 
 if TYPE_CHECKING:  # imported on first use (below), so the core never loads them unasked
     from .amazon_ses import AmazonSES
+    from .brevo import Brevo
     from .mailgun import Mailgun
+    from .mailjet import Mailjet
+    from .resend import Resend
     from .sendgrid import SendGrid
+    from .sparkpost import SparkPost
 
 __all__ = [
     "POST_ONLY",
     "AmazonSES",
+    "Brevo",
     "Mailgun",
+    "Mailjet",
+    "Resend",
     "SendGrid",
+    "SparkPost",
     "PROVIDERS",
     "Parsed",
     "Postmark",
@@ -38,6 +46,10 @@ PROVIDERS: dict[str, str] = {
     "sendgrid": "bounce_middleware.providers.sendgrid:SendGrid",
     "mailgun": "bounce_middleware.providers.mailgun:Mailgun",
     "amazon_ses": "bounce_middleware.providers.amazon_ses:AmazonSES",
+    "mailjet": "bounce_middleware.providers.mailjet:Mailjet",
+    "sparkpost": "bounce_middleware.providers.sparkpost:SparkPost",
+    "brevo": "bounce_middleware.providers.brevo:Brevo",
+    "resend": "bounce_middleware.providers.resend:Resend",
 }
 
 
