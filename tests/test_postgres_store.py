@@ -282,3 +282,29 @@ def test_connections_are_reused_and_closed_by_close(url: str) -> None:
     # Closed is not broken: the next call opens a connection again.
     assert store.claim(make_bounce(99), lease_seconds=LEASE).state is ClaimState.NEW
     store.close()
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+def test_the_cli_lists_a_postgres_store_by_its_url(
+    url: str, store: PostgresStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bounce_middleware.cli import main
+
+    claim = store.claim(make_bounce(1, email="Ann@Example.com"), lease_seconds=LEASE)
+    store.complete(claim, "notify", finished=True)
+    store.claim(make_bounce(2, email="bob@example.com"), lease_seconds=LEASE)
+    store.reject("postmark", b"{}", "field ID is missing")
+    assert main(["list", "--store", f"{url}?timeout=2", "--unfinished"]) == 0
+    listed = capsys.readouterr().out
+    assert "postmark:2" in listed and "postmark:1" not in listed
+    assert "1 rejected request(s) not yet replayed" in listed
+    assert main(["list", "--store", url, "--email", "ann@example.COM"]) == 0
+    listed = capsys.readouterr().out
+    assert "postmark:1" in listed and "notify" in listed and "postmark:2" not in listed
+    # A server that cannot be reached is one line on stderr, not a traceback.
+    assert main(["list", "--store", "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=2"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bounce-middleware list: error: cannot read the store: ")
+    assert "Connection refused" in error and ":pw" not in error
