@@ -12,8 +12,8 @@ calls.
   heard from the server unasked, which only happens when its session is
   being ended (a restart, ``pg_terminate_backend``, a failover): it is
   dropped and a new one opened, so a restarted server costs no failed request.
-- A connection that failed (or was interrupted mid-statement) is closed,
-  never lent again.
+- A connection that was lost, or interrupted mid-statement, is closed and
+  never lent again; one whose statement the server refused is kept.
 - A forked child (a gunicorn worker started with ``--preload``) never uses or
   closes a connection its parent opened: closing it would end the parent's
   session too. It opens its own.
@@ -127,6 +127,11 @@ class ConnectionPool:
             try:
                 yield entry.conn
                 healthy = True
+            except Exception:
+                # A statement the server refused (a timeout, a missing table) leaves the
+                # connection as good as before; a lost one, or an interruption, does not.
+                healthy = not entry.conn.broken
+                raise
             finally:
                 self._give_back(state, entry, healthy and generation == self._generation)
         finally:

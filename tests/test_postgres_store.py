@@ -219,9 +219,16 @@ def test_an_event_locked_by_another_transaction_holds_up_no_other(
 def test_a_claim_waiting_past_the_timeout_for_a_row_is_unavailable_then_succeeds(
     url: str,
 ) -> None:
-    store = PostgresStore(url, timeout=0.5)
+    store = PostgresStore(f"{url}?application_name=bounce-locked", timeout=0.5)
+
+    def backends() -> list[tuple[Any, ...]]:
+        return query(
+            url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'bounce-locked'"
+        )
+
     try:
         first = store.claim(make_bounce(1), lease_seconds=0)
+        before = backends()
         with psycopg.connect(url) as holder:
             holder.execute("SELECT * FROM bounce_event WHERE key = 'postmark:1' FOR UPDATE")
             with pytest.raises(StoreUnavailable, match=r"claim: QueryCanceled$"):
@@ -229,6 +236,8 @@ def test_a_claim_waiting_past_the_timeout_for_a_row_is_unavailable_then_succeeds
             holder.rollback()
         taken = store.claim(make_bounce(1), lease_seconds=LEASE)
         assert (taken.state, taken.token != first.token) == (ClaimState.RESUMED, True)
+        # The connection whose statement was cancelled is still the one in use.
+        assert len(before) == 1 and backends() == before
     finally:
         store.close()
 
