@@ -317,3 +317,17 @@ def test_the_cli_lists_a_postgres_store_by_its_url(
     error = capsys.readouterr().err
     assert error.startswith("bounce-middleware list: error: cannot read the store: ")
     assert "Connection refused" in error and ":pw" not in error
+
+
+def test_flat_settings_take_a_postgres_store_url(url: str) -> None:
+    # What a Pyramid .ini, Flask's config and Django's settings all go through.
+    from bounce_middleware.settings import parse_settings
+
+    options = parse_settings({"bounce.store": f"{url}?pool_size=2&timeout=3"})
+    store = options["store"]
+    assert isinstance(store, PostgresStore)
+    try:
+        assert (store.pool_size, store.timeout) == (2, 3.0)
+        assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.NEW
+    finally:
+        store.close()
