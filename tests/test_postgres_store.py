@@ -323,7 +323,13 @@ def test_flat_settings_take_a_postgres_store_url(url: str) -> None:
     # What a Pyramid .ini, Flask's config and Django's settings all go through.
     from bounce_middleware.settings import parse_settings
 
-    options = parse_settings({"bounce.store": f"{url}?pool_size=2&timeout=3"})
+    options = parse_settings(
+        {
+            "bounce.path": "/postmark/bounce",
+            "bounce.credentials": "postmark:a-long-webhook-password",
+            "bounce.store": f"{url}?pool_size=2&timeout=3",
+        }
+    )
     store = options["store"]
     assert isinstance(store, PostgresStore)
     try:
