@@ -19,9 +19,9 @@ requests here are signed with published TEST material: configure the test
 route with :data:`SENDGRID_TEST_PUBLIC_KEY`, or with :data:`TEST_SNS_TOPIC_ARN`
 and ``fetch=sns_test_fetcher``; never in production. Mailgun's requests are
 signed with the signing key you give, Resend's with the ``whsec_`` secret you
-give; Mailjet, SparkPost and Brevo sign nothing (their requests carry Basic
-credentials or a bearer token: ``auth_headers``, ``sparkpost_headers``,
-``brevo_headers``).
+give, Mandrill's with the webhook key and URL you give; Mailjet, SparkPost
+and Brevo sign nothing (their requests carry Basic credentials or a bearer
+token: ``auth_headers``, ``sparkpost_headers``, ``brevo_headers``).
 
 The factories live in :mod:`bounce_middleware.samples` (the command line uses
 them too); they are re-exported here, where users' tests import them.
@@ -64,6 +64,8 @@ from .samples.brevo import brevo_batch, brevo_body, brevo_event, brevo_headers, 
 from .samples.mailgun import MAILGUN_KINDS, mailgun_event
 from .samples.mailgun import sign_request as sign_mailgun_request
 from .samples.mailjet import mailjet_batch, mailjet_body, mailjet_event
+from .samples.mandrill import mandrill_batch, mandrill_body, mandrill_event
+from .samples.mandrill import sign_request as sign_mandrill_request
 from .samples.resend import resend_event
 from .samples.resend import sign_request as sign_resend_request
 from .samples.sendgrid import (
@@ -94,6 +96,10 @@ __all__ = [
     "mailjet_batch",
     "mailjet_body",
     "mailjet_event",
+    "mandrill_batch",
+    "mandrill_body",
+    "mandrill_event",
+    "sign_mandrill_request",
     "resend_event",
     "sign_resend_request",
     "sparkpost_batch",

@@ -367,6 +367,7 @@ def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
         brevo,
         mailgun,
         mailjet,
+        mandrill,
         resend,
         sendgrid,
         sparkpost,
@@ -383,8 +384,9 @@ def test_the_testing_module_re_exports_the_samples_for_users_tests() -> None:
         "SENDGRID_TEST_PRIVATE_KEY_PEM": sendgrid.TEST_PRIVATE_KEY_PEM,
         "sign_resend_request": resend.sign_request,
         "SPARKPOST_PING": sparkpost.PING,
+        "sign_mandrill_request": mandrill.sign_request,
     }
-    modules = (samples, sendgrid, mailgun, amazon_ses, mailjet, sparkpost, brevo, resend)
+    modules = (samples, sendgrid, mailgun, amazon_ses, mailjet, sparkpost, brevo, resend, mandrill)
     for name in testing.__all__:
         if name == "auth_headers":
             continue

@@ -15,22 +15,26 @@ from webtest.http import StopableWSGIServer
 from bounce_middleware import Bounce, BounceKind, BounceMiddleware, MemoryStore
 from bounce_middleware.cli import main
 from bounce_middleware.cli.sample_requests import SAMPLE_PROVIDERS
-from bounce_middleware.providers import Brevo, Mailjet, Provider, Resend, SparkPost
+from bounce_middleware.providers import Brevo, Mailjet, Mandrill, Provider, Resend, SparkPost
 
 USER, PASSWORD = "hooks", "a-long-webhook-password-42"
 TOKEN = "a-long-bearer-token-for-the-cli-tests"
 RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-cli-test-key-0123456789ab").decode()
+MANDRILL_KEY = "mandrill-cli-test-webhook-key"
+PUBLIC_URL = "https://hooks.example.com/mandrill"  # as pasted in Mandrill, behind a proxy
 PATHS = {
     "mailjet": "/mailjet/bounce",
     "sparkpost": "/sparkpost/bounce",
     "brevo": "/brevo/bounce",
     "resend": "/resend/bounce",
+    "mandrill": "/mandrill/bounce",
 }
 AUTH = {
     "mailjet": ["--provider", "mailjet", "--user", USER, "--password", PASSWORD],
     "sparkpost": ["--provider", "sparkpost", "--secret", TOKEN],
     "brevo": ["--provider", "brevo", "--secret", TOKEN],
     "resend": ["--provider", "resend", "--secret", RESEND_SECRET],
+    "mandrill": ["--provider", "mandrill", "--secret", MANDRILL_KEY],
 }
 
 
@@ -57,6 +61,8 @@ def server() -> Iterator[Server]:
         PATHS["sparkpost"]: SparkPost(tokens=[TOKEN], credentials=credentials),
         PATHS["brevo"]: Brevo(tokens=[TOKEN], credentials=credentials),
         PATHS["resend"]: Resend(secret=RESEND_SECRET),
+        PATHS["mandrill"]: Mandrill(key=MANDRILL_KEY),  # signed over the URL it is called by
+        "/proxied/mandrill": Mandrill(key=MANDRILL_KEY, url=PUBLIC_URL),
     }
     app = BounceMiddleware(
         not_found, routes=routes, handlers=[received.append], store=MemoryStore()
@@ -110,6 +116,7 @@ def test_header_auth_providers_take_basic_credentials_instead_of_a_token(
         ("sparkpost", ["--secret", "not-the-token-at-all"], "SparkPost(tokens"),
         ("brevo", ["--secret", "not-the-token-at-all"], "Brevo(tokens"),
         ("resend", ["--secret", "whsec_" + "A" * 32], "Resend(secret"),
+        ("mandrill", ["--secret", "not-the-token-at-all"], "Mandrill(key"),
     ],
 )
 def test_wrong_secrets_are_401_with_advice_and_nothing_recorded(
@@ -150,3 +157,10 @@ def test_missing_or_misplaced_secrets_are_refused_before_sending(
     # Port 9 (discard) is never reached: the command stops first.
     assert main(["send", "http://127.0.0.1:9/hook", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_mandrill_signs_the_url_the_route_names_with_signed_url(server: Server) -> None:
+    url = server.base + "/proxied/mandrill"
+    assert main(["send", url, *AUTH["mandrill"]]) == 1  # signed over the URL posted to: 401
+    assert main(["send", url, *AUTH["mandrill"], "--signed-url", PUBLIC_URL]) == 0
+    assert [b.provider for b in server.received] == ["mandrill"]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # imported on first use (below), so the core never loads them
     from .brevo import Brevo
     from .mailgun import Mailgun
     from .mailjet import Mailjet
+    from .mandrill import Mandrill
     from .resend import Resend
     from .sendgrid import SendGrid
     from .sparkpost import SparkPost
@@ -28,6 +29,7 @@ __all__ = [
     "Brevo",
     "Mailgun",
     "Mailjet",
+    "Mandrill",
     "Resend",
     "SendGrid",
     "SparkPost",
@@ -50,6 +52,7 @@ PROVIDERS: dict[str, str] = {
     "sparkpost": "bounce_middleware.providers.sparkpost:SparkPost",
     "brevo": "bounce_middleware.providers.brevo:Brevo",
     "resend": "bounce_middleware.providers.resend:Resend",
+    "mandrill": "bounce_middleware.providers.mandrill:Mandrill",
 }
 
 
