@@ -1,6 +1,7 @@
 """The plain WSGI apps of the pass-through rows: the floor and hand-written path checks.
 
-Rows 1a-1e of :mod:`benchmarks.compare`, and row 2b's four provider routes.
+Rows 1a-1e of :mod:`benchmarks.compare`, row 2b's four provider routes, and
+the five routes of issue 13's providers (:mod:`benchmarks.providers`).
 """
 
 from __future__ import annotations
@@ -100,3 +101,33 @@ def four_routes(*, ses_credentials: Iterable[str] | None = None) -> dict[str, Pr
         AmazonSES(topic_arns=[TEST_SNS_TOPIC_ARN], fetch=test_fetcher, credentials=ses_credentials),
     ]
     return dict(zip(ROUTE_PATHS, providers, strict=True))
+
+
+#: The routes of issue 13's providers (the provider rows).
+ROUTE_PATHS_II = ("/hooks/mailjet", "/hooks/sparkpost", "/hooks/brevo", "/hooks/resend",
+                  "/hooks/mandrill")  # fmt: skip
+
+
+def five_routes() -> dict[str, Provider]:
+    """Mailjet, SparkPost, Brevo, Resend and Mandrill on :data:`ROUTE_PATHS_II`.
+
+    Basic credentials for the first three (as django-anymail checks them), the
+    shared keys of :mod:`benchmarks.provider_keys` for the signed two.
+    """
+    from bounce_middleware.providers.brevo import Brevo
+    from bounce_middleware.providers.mailjet import Mailjet
+    from bounce_middleware.providers.mandrill import Mandrill
+    from bounce_middleware.providers.resend import Resend
+    from bounce_middleware.providers.sparkpost import SparkPost
+
+    from .provider_keys import MANDRILL_KEY, MANDRILL_URL, RESEND_SECRET
+
+    credentials = [f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}"]
+    providers: list[Provider] = [
+        Mailjet(credentials=credentials),
+        SparkPost(credentials=credentials),
+        Brevo(credentials=credentials),
+        Resend(secret=RESEND_SECRET),
+        Mandrill(key=MANDRILL_KEY, url=MANDRILL_URL),
+    ]
+    return dict(zip(ROUTE_PATHS_II, providers, strict=True))

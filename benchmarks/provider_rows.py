@@ -1,12 +1,13 @@
 """The provider rows: one bounce per request, through the middleware and through django-anymail.
 
 Built after Django is set up with :mod:`benchmarks.django_project.provider_settings`
-(see :mod:`benchmarks.providers`). For each provider: the middleware's route
-(one ``BounceMiddleware(app, routes={...})`` with the four providers, a no-op
-handler, no store) and django-anymail's tracking view for the same provider
-with a no-op ``tracking`` receiver, in the ``startproject`` project and with
-``MIDDLEWARE = []``. Both sides get requests from the same factory, signed as
-the provider signs them; every request carries a new event for a new address.
+(see :mod:`benchmarks.providers`). For each provider (:mod:`.provider_cases`):
+the middleware's route (one ``BounceMiddleware(app, routes={...})`` with the
+nine providers, a no-op handler, no store) and django-anymail's tracking view
+for the same provider with a no-op ``tracking`` receiver, in the
+``startproject`` project and with ``MIDDLEWARE = []``. Both sides get requests
+from the same factory, signed as the provider signs them; every request
+carries a new event for a new address.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from anymail.signals import tracking
@@ -24,94 +24,32 @@ from django.test.utils import override_settings
 from bounce_middleware import BounceMiddleware
 from bounce_middleware.model import Bounce, BounceKind
 
-from .apps import ROUTE_PATHS, four_routes
+from .apps import ROUTE_PATHS, ROUTE_PATHS_II, five_routes, four_routes
 from .django_project.data import WEBHOOK_PASSWORD, WEBHOOK_USER
 from .django_project.provider_urls import ANYMAIL_PATHS
 from .harness import Row, call, drive, expect, request_environ
+from .provider_cases import Case, cases
 from .rows import passthrough_row
 from .signers import Request, Signers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-#: Provider name -> the middleware's route for it (the order of ``four_routes``).
-ROUTES = dict(zip(("postmark", "sendgrid", "mailgun", "amazon_ses"), ROUTE_PATHS, strict=True))
-#: Distinct SNS notifications signed ahead (RSA signing costs ~0.6 ms each): a batch
-#: takes consecutive ones, so no batch larger than this repeats a notification.
-SES_POOL = 2500
+#: Provider name -> the middleware's route for it (the order of ``four_routes``, then
+#: of ``five_routes``).
+ROUTES = dict(
+    zip(
+        ("postmark", "sendgrid", "mailgun", "amazon_ses",
+         "mailjet", "sparkpost", "brevo", "resend", "mandrill"),
+        ROUTE_PATHS + ROUTE_PATHS_II,
+        strict=True,
+    )
+)  # fmt: skip
 _CREDENTIALS = f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}"
 
 
 def _addresses() -> Iterator[str]:
     return itertools.cycle(f"user{n:05d}@example.com" for n in range(10_000))
-
-
-@dataclass
-class Case:
-    """One provider: how to make its requests, what each side checks."""
-
-    name: str  #: the middleware's provider name
-    esp_name: str  #: django-anymail's name for it, also the rows' title
-    ours: str  #: what the route checks (in the row's label)
-    anymail: str  #: what anymail's view checks (in the row's label)
-    make: Callable[[str], Request]
-    #: Requests both sides must refuse, by what is wrong with them.
-    refused: Mapping[str, Callable[[str], Request]]
-    #: Requests the middleware refuses and anymail does not check for.
-    refused_by_ours: Mapping[str, Callable[[str], Request]] = field(default_factory=dict)
-    pool: int | None = None  #: sign this many ahead and reuse them (None: sign per request)
-    _signed: list[Request] = field(default_factory=list)
-    _next: int = 0
-
-    def take(self, n: int, addresses: Iterator[str]) -> list[Request]:
-        """``n`` requests, each a distinct event (a pool cycles once exhausted)."""
-        if self.pool is None:
-            return [self.make(next(addresses)) for _ in range(n)]
-        while len(self._signed) < min(n, self.pool):
-            self._signed.append(self.make(next(addresses)))
-        picked = [self._signed[(self._next + i) % len(self._signed)] for i in range(n)]
-        self._next = (self._next + n) % len(self._signed)
-        return picked
-
-
-def cases(signers: Signers) -> list[Case]:
-    """The four providers, in the order of the table."""
-    return [
-        Case(
-            "postmark",
-            "Postmark",
-            "Basic auth",
-            "Basic auth",
-            signers.postmark,
-            {"a wrong password": lambda email: signers.postmark(email, "wrong")},
-        ),
-        Case(
-            "sendgrid",
-            "SendGrid",
-            "ECDSA signature, timestamp window",
-            "ECDSA signature, no timestamp window",
-            signers.sendgrid,
-            {"a signature of another body": signers.sendgrid_forged},
-        ),
-        Case(
-            "mailgun",
-            "Mailgun",
-            "HMAC, timestamp window, replay memory",
-            "HMAC, no timestamp window, no replay check",
-            signers.mailgun,
-            {"a wrong signing key": lambda email: signers.mailgun(email, "key-wrong")},
-        ),
-        Case(
-            "amazon_ses",
-            "Amazon SES",
-            "Basic auth, SNS signature (v1), topic",
-            "Basic auth only, NO SNS signature check",
-            signers.ses,
-            {"a wrong Basic password": lambda email: signers.ses(email, "wrong")},
-            {"an SNS message changed after signing": lambda e: signers.ses(e, forged=True)},
-            pool=SES_POOL,
-        ),
-    ]
 
 
 class Calls:
@@ -144,7 +82,7 @@ class ProviderRows:
         tracking.connect(self.calls.receiver, weak=False, dispatch_uid="benchmarks.providers")
         self.middleware = BounceMiddleware(
             self.django_app,
-            routes=four_routes(ses_credentials=[_CREDENTIALS]),
+            routes={**four_routes(ses_credentials=[_CREDENTIALS]), **five_routes()},
             handlers=[self.calls.handler],
         )
 
@@ -231,8 +169,8 @@ def build_rows() -> tuple[list[Row], list[Case]]:
     builder = ProviderRows()
     every = cases(Signers())
     rows = [builder.trivial()]
-    for short, case in zip(("pm", "sg", "mg", "ses"), every, strict=True):
-        rows.append(builder.ours(short, case))
-        rows.append(builder.anymail(f"{short}-any", case, bare=False))
-        rows.append(builder.anymail(f"{short}-any0", case, bare=True))
+    for case in every:
+        rows.append(builder.ours(case.short, case))
+        rows.append(builder.anymail(f"{case.short}-any", case, bare=False))
+        rows.append(builder.anymail(f"{case.short}-any0", case, bare=True))
     return rows, every
