@@ -1,10 +1,13 @@
-"""The rows of :mod:`benchmarks.batch`: SendGrid events one per request and 1,000 per request.
+"""The rows of :mod:`benchmarks.batch`: events one per request and 1,000 per request.
 
-Each pair shares one middleware (one SendGrid route, one no-op handler) and
-one store, so the only difference is how many events a request carries. Every
-event is new (its own ``sg_event_id``) and a hard bounce: all are dispatched
-and stored, the most a batch can cost (a real batch is mostly deliveries and
-opens, which are acknowledged without a store write).
+SendGrid (a signed JSON array) with every store, and Mandrill (a signed,
+form-encoded ``mandrill_events`` array, at most 1,000 events) with the SQLite
+store and without a store. Each pair shares one middleware (both routes, one
+no-op handler) and one store, so the only difference is how many events a
+request carries. Every event is new (its own ``sg_event_id``; its own
+message ``_id`` for Mandrill, whose key is ``(_id, event, ts)``) and a hard
+bounce: all are dispatched and stored, the most a batch can cost (a real batch
+is mostly deliveries and opens, which are acknowledged without a store write).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from bounce_middleware import BounceMiddleware
 from bounce_middleware.model import Bounce
 from bounce_middleware.providers import SendGrid
+from bounce_middleware.providers.mandrill import Mandrill
 from bounce_middleware.samples.sendgrid import (
     TEST_PRIVATE_KEY_PEM,
     TEST_PUBLIC_KEY,
@@ -31,12 +36,27 @@ from bounce_middleware.sqlite_store import SQLiteStore
 from bounce_middleware.store import Store
 
 from .harness import Row, call, drive, expect, request_environ
+from .provider_bodies import mandrill_bounce
+from .provider_keys import MANDRILL_KEY, MANDRILL_URL
+from .signers import mandrill_request
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 ROUTE = "/hooks/sendgrid"
+MANDRILL_ROUTE = "/hooks/mandrill"
+#: Mandrill's batches hold at most 1,000 events (providers.md, "Mandrill").
+MANDRILL_MAX = 1000
 Request = tuple[dict[str, str], bytes]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One provider's side of the rows: its route, and ``n`` new hard bounces signed."""
+
+    name: str
+    route: str
+    request: Callable[[int], Request]
 
 
 def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
@@ -114,6 +134,10 @@ class BatchRows:
         batch = [sendgrid_event("hard", email=next(self.addresses)) for _ in range(events)]
         return sign_request(batch, private_key=self.key)
 
+    def mandrill_request(self, events: int) -> Request:
+        """A signed Mandrill POST of ``events`` new hard bounces (``mandrill_events``)."""
+        return mandrill_request([mandrill_bounce(next(self.addresses)) for _ in range(events)])
+
     def rows(self, sqlite_path: Path, postgres_url: str | None) -> list[Row]:
         """Every row: SQLite, no store, and both PostgreSQL stores when a URL is given."""
         store = SQLiteStore(sqlite_path)
@@ -146,19 +170,28 @@ class BatchRows:
                     scope,
                 )
             )
+        sendgrid = Feed("SendGrid", ROUTE, self.request)
+        mandrill = Feed("Mandrill", MANDRILL_ROUTE, self.mandrill_request)
         rows = []
         for suffix, what, a_store, finished, scope in stores:
             app = BounceMiddleware(
                 not_found,
-                routes={ROUTE: SendGrid(public_key=TEST_PUBLIC_KEY)},
+                routes={
+                    ROUTE: SendGrid(public_key=TEST_PUBLIC_KEY),
+                    MANDRILL_ROUTE: Mandrill(key=MANDRILL_KEY, url=MANDRILL_URL),
+                },
                 handlers=[self.handler],
                 store=a_store,
                 scope=scope,
             )
-            single = f"one event per request, {what}"
-            batch = f"{self.size:,} events per request, {what}"
-            rows.append(self._row(f"single{suffix}", single, app, 1, finished))
-            rows.append(self._row(f"batch{suffix}", batch, app, self.size, finished))
+            pairs = [("", sendgrid, self.size)]
+            if suffix in ("", "-0"):  # Mandrill's target is SQLiteStore's; no store for context
+                pairs.append(("md-", mandrill, min(self.size, MANDRILL_MAX)))
+            for prefix, feed, size in pairs:
+                single = f"{feed.name}: one event per request, {what}"
+                batch = f"{feed.name}: {size:,} events per request, {what}"
+                rows.append(self._row(f"{prefix}single{suffix}", single, app, feed, 1, finished))
+                rows.append(self._row(f"{prefix}batch{suffix}", batch, app, feed, size, finished))
             if a_store is store:
                 self.sqlite_app = app
         return rows
@@ -176,19 +209,26 @@ class BatchRows:
         self.calls = 0
 
     def _row(
-        self, key: str, label: str, app: WSGIApplication, events: int, finished: Finished | None
+        self,
+        key: str,
+        label: str,
+        app: WSGIApplication,
+        feed: Feed,
+        events: int,
+        finished: Finished | None,
     ) -> Row:
         marks = {"calls": 0, "top": 0}
+        route = feed.route
 
         def post(request: Request) -> tuple[int, int]:
             """Status and handler calls of one request."""
             before = self.calls
-            reply = call(app, request_environ(ROUTE, *request))
+            reply = call(app, request_environ(route, *request))
             return reply.code, self.calls - before
 
         def check() -> None:
-            headers, body = self.request(events)
-            forged = (self.request(events)[0], body)  # a signature of another batch
+            headers, body = feed.request(events)
+            forged = (feed.request(events)[0], body)  # a signature of another batch
             top = finished.top() if finished else 0
             code, ran = post(forged)
             expect(key, code == 401 and ran == 0, f"a forged batch answered {code}, ran {ran}")
@@ -204,7 +244,7 @@ class BatchRows:
                 expect(key, code == 200 and ran == 0, f"a redelivery answered {code}, ran {ran}")
 
         def prepare(n: int) -> Callable[[], None]:
-            environs = [request_environ(ROUTE, *self.request(events)) for _ in range(n)]
+            environs = [request_environ(route, *feed.request(events)) for _ in range(n)]
             marks["calls"] = self.calls
             marks["top"] = finished.top() if finished else 0
             return lambda: drive(app, environs)
