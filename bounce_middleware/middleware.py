@@ -49,7 +49,7 @@ class BounceMiddleware:
 
     # Slots make the attribute reads on the pass-through path measurably cheaper:
     # it runs on every request of the application.
-    __slots__ = ("app", "routes", "receiver", "_too_large")
+    __slots__ = ("app", "routes", "receiver")
 
     def __init__(
         self,
@@ -60,7 +60,7 @@ class BounceMiddleware:
         credentials: Iterable[str] | None = None,
         handlers: Iterable[HandlerFunc | TransactionalHandlerFunc | Handler] = (),
         store: Store | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_body_size: int | None = None,
         # Shown by clients in the credentials prompt of the path= shorthand's route.
         realm: str = "bounce-middleware",
         retry_after: int = DEFAULT_RETRY_AFTER,
@@ -81,7 +81,6 @@ class BounceMiddleware:
         )
         # The receiver's own dict: one lookup decides pass-through.
         self.routes = self.receiver.routes
-        self._too_large = Answer(413, f"body is larger than {max_body_size} bytes")
 
     @classmethod
     def from_settings(
@@ -112,7 +111,12 @@ class BounceMiddleware:
 
     @property
     def max_body_size(self) -> int:
-        """The largest body read, in bytes; a larger one is answered 413."""
+        """The largest body read, in bytes, on a route whose provider needs no more.
+
+        A larger one is answered 413. Without ``max_body_size=``, a provider
+        that posts larger batches (Mandrill) has its own limit on its route:
+        ``receiver.body_limits``.
+        """
         return self.receiver.max_body_size
 
     @property
@@ -153,13 +157,12 @@ class BounceMiddleware:
         early = self.receiver.precheck(request)
         if early is not None:
             return early
+        limit = self.receiver.body_limits[request.path]
         try:
-            body = read_body(environ, self.receiver.max_body_size)
+            body = read_body(environ, limit)
         except BodyTooLarge:
-            logger.warning(
-                "bounce webhook refused: body over %d bytes -> 413", self.receiver.max_body_size
-            )
-            return self._too_large
+            logger.warning("bounce webhook refused: body over %d bytes -> 413", limit)
+            return self.receiver.too_large(request.path)
         except BodyUnreadable as exc:
             logger.warning("bounce webhook: could not read the request body (%s) -> 400", exc.cause)
             return UNREADABLE_BODY

@@ -31,7 +31,8 @@ from .text import loggable
 
 logger = logging.getLogger("bounce_middleware")
 
-#: SendGrid batches reach 768 KB, Mandrill's 1,000 events; Postmark's bodies are a few KiB.
+#: SendGrid batches reach 768 KB; Postmark's bodies are a few KiB. A provider whose batches
+#: are larger (Mandrill's 1,000 form-encoded events) says so in its ``max_body_size``.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 #: Every provider's first retry comes later than this anyway.
 DEFAULT_RETRY_AFTER = 60
@@ -53,6 +54,7 @@ class Receiver:
         "store",
         "handlers",
         "max_body_size",
+        "body_limits",
         "retry_after",
         "lease_seconds",
         "scope",
@@ -60,6 +62,7 @@ class Receiver:
         "_busy",
         "_retry",
         "_unauthorized",
+        "_too_large",
     )
 
     def __init__(
@@ -68,7 +71,7 @@ class Receiver:
         *,
         handlers: Iterable[HandlerFunc | TransactionalHandlerFunc | Handler] = (),
         store: Store | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_body_size: int | None = None,
         retry_after: int = DEFAULT_RETRY_AFTER,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         scope: Callable[[], AbstractContextManager[object]] | None = None,
@@ -84,7 +87,7 @@ class Receiver:
                     f"route {path!r}: {type(provider).__name__} is not a provider "
                     f"(it lacks {', '.join(missing)})"
                 )
-        if max_body_size < 1:
+        if max_body_size is not None and max_body_size < 1:
             raise ConfigurationError("max_body_size must be a positive number of bytes")
         if not lease_seconds > 0:
             # A lease of 0 would let a redelivery run the handlers of a running delivery.
@@ -95,7 +98,20 @@ class Receiver:
             check_store(store)
         self.routes: dict[str, Provider] = dict(routes)
         self.store = store
-        self.max_body_size = max_body_size
+        #: The largest body read on every route, when configured; else each route's own.
+        self.max_body_size = DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size
+        #: The largest body read on each route: ``max_body_size`` when given, else the
+        #: default or the provider's own ``max_body_size`` if larger (Mandrill's batches).
+        self.body_limits: dict[str, int] = {
+            path: max_body_size
+            if max_body_size is not None
+            else max(DEFAULT_MAX_BODY_SIZE, getattr(provider, "max_body_size", 0))
+            for path, provider in self.routes.items()
+        }
+        self._too_large = {
+            limit: Answer(413, f"body is larger than {limit} bytes")
+            for limit in set(self.body_limits.values())
+        }
         self.retry_after = retry_after
         self.lease_seconds = lease_seconds
         self.scope = scope
@@ -108,6 +124,10 @@ class Receiver:
         self.handlers: list[Handler] = []
         for handler in handlers:
             self.add_handler(handler)
+
+    def too_large(self, path: str) -> Answer:
+        """The 413 answer of a route whose body is over its limit (built once)."""
+        return self._too_large[self.body_limits[path]]
 
     @property
     def providers(self) -> dict[str, Provider]:
