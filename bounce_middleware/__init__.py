@@ -40,6 +40,7 @@ from .request import WebhookRequest
 from .store import Claim, ClaimState, MemoryStore, Record, Store, open_store
 
 if TYPE_CHECKING:
+    from .postgres_store import PostgresStore
     from .sqlite_store import SQLiteStore
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "ImproperlyInstalled",
     "MemoryStore",
     "PayloadError",
+    "PostgresStore",
     "Record",
     "SQLiteStore",
     "Store",
@@ -75,4 +77,9 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = SQLiteStore  # later lookups skip this function
         return SQLiteStore
+    if name == "PostgresStore":  # psycopg is an optional extra: imported only when used
+        from .postgres_store import PostgresStore
+
+        globals()[name] = PostgresStore
+        return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

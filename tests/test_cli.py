@@ -255,7 +255,7 @@ def test_send_to_something_that_is_not_http(
         (["send", "http://u:p@h/x", "--type", "NoSuchType"], "invalid choice"),
         (["list"], "no store"),
         (["list", "--store", "sqlite:///no/such/file.sqlite3"], "no store file"),
-        (["list", "--store", "postgres://db/x"], "unsupported store URL"),
+        (["list", "--store", "mysql://db/x"], "unsupported store URL"),
         (["list", "--store", "memory://", "--limit", "-1"], "expected 0 or more"),
         (["list", "--store", "memory://", "--rejected", "--kind", "hard"], "has neither"),
         (["list", "--app", "tests.test_cli:not_found"], "no BounceMiddleware"),

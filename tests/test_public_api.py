@@ -37,6 +37,17 @@ def test_sqlite_store_is_imported_on_first_use() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_postgres_store_and_psycopg_are_imported_on_first_use() -> None:
+    result = run(
+        "import sys; import bounce_middleware; "
+        "assert 'psycopg' not in sys.modules; "
+        "from bounce_middleware import PostgresStore; "
+        "from bounce_middleware.postgres_store import PostgresStore as Real; "
+        "assert PostgresStore is Real"
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_an_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'SQLStore'"):
         bounce_middleware.SQLStore  # noqa: B018
@@ -63,6 +74,7 @@ def test_the_public_surface() -> None:
         "ImproperlyInstalled",
         "MemoryStore",
         "PayloadError",
+        "PostgresStore",
         "Record",
         "SQLiteStore",
         "Store",
