@@ -20,6 +20,11 @@ SEED_USERS = [
     ("Bob Baker", "bob@example.com"),
     ("Chloé Côté", "chloe@example.com"),
     ("Dara Diallo", "dara@example.com"),
+    ("Emil Eriksen", "emil@example.com"),
+    ("Fatima Farah", "fatima@example.com"),
+    ("Gus Green", "gus@example.com"),
+    ("Hana Hoshino", "hana@example.com"),
+    ("Ivo Ivanov", "ivo@example.com"),
 ]
 
 _SCHEMA = """

@@ -281,7 +281,7 @@ def test_the_demo_password_never_reads_as_an_option() -> None:
 
 # -- every provider -----------------------------------------------------------------------------
 
-PROVIDERS = ["postmark", "sendgrid", "mailgun", "amazon_ses"]
+PROVIDERS = list(DEMO_PATHS)  # the nine, Postmark first
 
 
 def test_the_demo_prints_a_route_per_provider_and_a_command_for_each(demo: Demo) -> None:

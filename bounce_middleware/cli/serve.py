@@ -128,20 +128,35 @@ def banner(
 
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     password, signing_key = secrets_shown["postmark"], secrets_shown["mailgun"]
+    from bounce_middleware.demo_routes import resend_secret
+
+    resend = resend_secret(signing_key)
+    basic = f"HTTP Basic user {DEMO_USER}, password {password}"
     how = {
-        "postmark": f"HTTP Basic user {DEMO_USER}, password {password}",
+        "postmark": basic,
         "sendgrid": "the samples' TEST public key",
         "mailgun": f"signing key {signing_key}",
         "amazon_ses": "the samples' TEST topic and certificate (no network)",
+        "mailjet": basic,
+        "sparkpost": basic,
+        "brevo": basic,
+        "resend": f"signing secret {resend}",
+        "mandrill": f"webhook key {signing_key}, over the URL it is called by",
     }
+    user = ["--user", DEMO_USER, "--password", password]
     options = {
-        "postmark": ["--user", DEMO_USER, "--password", password],
+        "postmark": user,
         "mailgun": ["--provider", "mailgun", "--secret", signing_key],
+        "mailjet": ["--provider", "mailjet", *user],
+        "sparkpost": ["--provider", "sparkpost", *user],
+        "brevo": ["--provider", "brevo", *user],
+        "resend": ["--provider", "resend", "--secret", resend],
+        "mandrill": ["--provider", "mandrill", "--secret", signing_key],
     }
     width = max(len(name) for name in DEMO_PATHS)
     url_width = len(base) + max(len(path) for path in DEMO_PATHS.values())
     routes, sends = [], []
-    # One user per provider (cycling if there are more providers than users).
+    # One user per provider (cycling, should there be more providers than users).
     for (name, path), (_, email) in zip(DEMO_PATHS.items(), itertools.cycle(SEED_USERS)):
         if name in unserved:
             routes.append(
