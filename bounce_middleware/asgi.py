@@ -13,20 +13,41 @@ The body-less checks (HTTP Basic) run on the event loop, before the body is
 read; the receiver's work (authentication, parsing, the store, the handlers)
 runs in a worker thread, so a store or handler never blocks the loop (see
 :mod:`bounce_middleware.asgi_bridge` for ``async def`` handlers and stores).
+With ``threads=False`` it runs on the loop instead: for handlers that only
+hand the event on (``queue.put_nowait``) and no store, where a thread's round
+trip (100-200 µs) would cost several times the work itself.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
 from .answer import Answer
-from .asgi_bridge import bridged_handler, bridged_store, given_store, run_in_thread
+from .asgi_bridge import (
+    AsyncHandler,
+    AsyncStoreBridge,
+    bridged_handler,
+    bridged_store,
+    given_store,
+    run_in_thread,
+)
+from .asgi_http import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    request_headers,
+    request_url,
+    route_path,
+    send_answer,
+)
 from .body import BodyTooLarge, read_body
-from .errors import PayloadError
+from .errors import ConfigurationError, PayloadError
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc
 from .middleware import shorthand_routes
 from .model import Bounce, BounceKind
@@ -36,14 +57,18 @@ from .request import WebhookRequest
 from .store import DEFAULT_LEASE_SECONDS, Store
 from .text import loggable
 
-__all__ = ["ASGIApp", "BounceMiddleware", "Receive", "Scope", "Send"]
-
-# The ASGI 3 callables, typed as Starlette types them (so add_middleware type-checks).
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = [
+    "ASGIApp",
+    "BounceMiddleware",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "request_headers",
+    "request_url",
+    "route_path",
+    "send_answer",
+]
 
 logger = logging.getLogger("bounce_middleware")
 
@@ -58,10 +83,11 @@ class BounceMiddleware:
     ``max_body_size``, ``retry_after``, ``lease_seconds``, ``scope``).
     Lifespan and websocket scopes, and HTTP requests to any other path, go
     straight to ``app``. Handlers may be ``async def`` (awaited on the event
-    loop); a store's methods may be too.
+    loop); a store's methods may be too. ``threads=False`` runs the receiver's
+    work on the event loop: only for a store and handlers that never wait.
     """
 
-    __slots__ = ("app", "routes", "receiver", "_too_large")
+    __slots__ = ("app", "routes", "receiver", "threads", "_too_large")
 
     def __init__(
         self,
@@ -77,8 +103,11 @@ class BounceMiddleware:
         retry_after: int = DEFAULT_RETRY_AFTER,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         scope: Callable[[], AbstractContextManager[object]] | None = None,
+        threads: bool = True,
     ) -> None:
         self.app = app
+        #: False: the receiver's work runs on the event loop, not in a worker thread.
+        self.threads = threads
         self.receiver = Receiver(
             shorthand_routes(routes, path, credentials, realm),
             handlers=[bridged_handler(h) for h in handlers],
@@ -88,6 +117,9 @@ class BounceMiddleware:
             lease_seconds=lease_seconds,
             scope=scope,
         )
+        for handler in self.receiver.handlers:
+            self._check_sync(handler)
+        self._check_sync(self.receiver.store)
         # The receiver's own dict: one lookup decides pass-through.
         self.routes = self.receiver.routes
         self._too_large = Answer(413, f"body is larger than {max_body_size} bytes")
@@ -108,7 +140,9 @@ class BounceMiddleware:
 
     @store.setter
     def store(self, store: Store | None) -> None:
-        self.receiver.store = bridged_store(store)
+        bridged = bridged_store(store)
+        self._check_sync(bridged)
+        self.receiver.store = bridged
 
     @property
     def handlers(self) -> list[Handler]:
@@ -133,7 +167,20 @@ class BounceMiddleware:
         name: str | None = None,
     ) -> Handler:
         """Register a handler (``async def`` or not), optionally for some kinds only."""
-        return self.receiver.add_handler(bridged_handler(func, kinds=kinds, name=name))
+        handler = bridged_handler(func, kinds=kinds, name=name)
+        self._check_sync(handler)
+        return self.receiver.add_handler(handler)
+
+    def _check_sync(self, part: object) -> None:
+        # On the loop, nothing can wait for a coroutine: refuse them when built.
+        if self.threads:
+            return
+        if isinstance(part, Handler) and isinstance(part.func, AsyncHandler):
+            raise ConfigurationError(
+                f"handler {part.name!r} is async def: it needs threads=True (the default)"
+            )
+        if isinstance(part, AsyncStoreBridge):
+            raise ConfigurationError("an async store needs threads=True (the default)")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path of every request and lifespan event: a type check, one dict lookup.
@@ -163,6 +210,8 @@ class BounceMiddleware:
         if not isinstance(body, bytes):
             return body
         full = WebhookRequest(request.method, path, headers, body, request.url, request.memo)
+        if not self.threads:
+            return self.receiver.answer(full)
         return await run_in_thread(self.receiver.answer, full)
 
     async def _read_body(self, length: str | None, receive: Receive) -> bytes | Answer | None:
@@ -212,72 +261,3 @@ class BounceMiddleware:
         handlers run in an event loop of their own there.
         """
         return self.receiver.dispatch(events)
-
-
-def route_path(scope: Scope) -> str:
-    """The path a route matches: ``path`` without the ``root_path`` the app is mounted at.
-
-    Servers put the mount point in front of ``path`` (uvicorn since 0.26;
-    Starlette's ``Mount``) or leave it out (older ones): both match.
-    """
-    path: str = scope["path"]
-    root: str = scope.get("root_path") or ""
-    return path[len(root) :] if root and _under(path, root) else path
-
-
-def _under(path: str, root: str) -> bool:
-    return path.startswith(root) and path[len(root) : len(root) + 1] == "/"
-
-
-def request_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's headers by lower-case name, latin-1 decoded.
-
-    A repeated header is joined with ``,`` as WSGI servers (gunicorn, asgiref's
-    bridge) join them, so both fronts hand providers the same value.
-    """
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = headers.get(key)
-        headers[key] = text if previous is None else f"{previous},{text}"
-    return headers
-
-
-def request_url(scope: Scope, headers: Mapping[str, str]) -> str:
-    """The URL the provider called (Mandrill signs it), rebuilt as PEP 3333 does."""
-    scheme: str = scope.get("scheme") or "http"
-    host = headers.get("host")
-    if not host:
-        server = scope.get("server")
-        host = ""
-        if server is not None:
-            name, port = server[0], server[1]
-            host = (
-                name
-                if port is None or port == (443 if scheme == "https" else 80)
-                else (f"{name}:{port}")
-            )
-    path: str = scope["path"]
-    root: str = scope.get("root_path") or ""
-    if root and not _under(path, root):
-        path = root + path
-    query: bytes = scope.get("query_string") or b""
-    url = f"{scheme}://{host}{path}"
-    return f"{url}?{query.decode('latin-1')}" if query else url
-
-
-async def send_answer(answer: Answer, send: Send, *, head: bool = False) -> None:
-    """Send an :class:`Answer` as ``http.response.start`` and ``.body`` (no body for HEAD)."""
-    headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headerlist()]
-    try:
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else answer.body})
-    except OSError as exc:
-        # ASGI: sending on a closed connection raises a subclass of OSError. The
-        # answer is settled in the store already; the provider's retry finds it done.
-        logger.warning(
-            "bounce webhook: the client left before the %d answer (%s)",
-            answer.status,
-            type(exc).__name__,
-        )

@@ -1,12 +1,12 @@
 """Both fronts behind one client: the same request to the WSGI and the ASGI middleware.
 
-``make(front, **options)`` builds ``bounce_middleware.BounceMiddleware`` (``"wsgi"``)
-or ``bounce_middleware.asgi.BounceMiddleware`` (``"asgi"``) around a downstream
-app that answers 418, with the same options, and returns a :class:`Client`
-whose :meth:`Client.request` posts through the front as a server would: a
+``make(front, **options)`` builds ``bounce_middleware.BounceMiddleware``
+(``"wsgi"``) or ``bounce_middleware.asgi.BounceMiddleware`` (``"asgi"``;
+``"asgi-inline"`` with ``threads=False``) around a downstream app that
+answers 418, with the same options, and returns a :class:`Client` whose :meth:`Client.request` posts through the front as a server would: a
 real WSGI call, or a real ASGI call (``receive`` giving the body in chunks of
 ``chunk_size``, then ``http.disconnect``). Tests parametrised with
-:data:`FRONTS` run every case on both.
+:data:`FRONTS` run every case on each.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from bounce_middleware.asgi import BounceMiddleware as ASGIMiddleware
 from bounce_middleware.asgi import Message, Receive, Scope, Send
 from tests.conftest import load_payload
 
-FRONTS = ("wsgi", "asgi")
+#: "asgi-inline" is the ASGI front with ``threads=False``: the receiver's work on the loop.
+FRONTS = ("wsgi", "asgi", "asgi-inline")
 
 PATH = "/postmark/bounce"
 USER, PASSWORD = "postmark", "s3cret:with:colons-ünïcode"
@@ -218,4 +219,6 @@ def make(front: str, **options: Any) -> Client:
     downstream = Downstream()
     if front == "wsgi":
         return Client(front, WSGIMiddleware(downstream.wsgi, **options), downstream)
+    if front == "asgi-inline":
+        options["threads"] = False
     return Client(front, ASGIMiddleware(downstream.asgi, **options), downstream)

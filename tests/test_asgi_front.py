@@ -434,3 +434,37 @@ def test_under_trio_anyio_threads_run_the_work_and_its_async_handlers() -> None:
     trio.run(main)
     assert exchange.status == 200
     assert threads["handler"] == threads["loop"] != threads["sync"]
+
+
+def test_without_threads_the_work_runs_on_the_loop() -> None:
+    threads: dict[str, int] = {}
+
+    def handler(bounce: Bounce) -> None:
+        threads["handler"] = threading.get_ident()
+
+    app, _ = middleware(handler, threads=False)
+
+    async def main() -> int:
+        threads["loop"] = threading.get_ident()
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        return exchange.status
+
+    assert asyncio.run(main()) == 200
+    assert threads["handler"] == threads["loop"]
+
+
+def test_without_threads_async_handlers_and_stores_are_refused_when_built() -> None:
+    async def handler(bounce: Bounce) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="async def: it needs threads=True"):
+        middleware(handler, threads=False)
+    with pytest.raises(ConfigurationError, match="an async store needs threads=True"):
+        middleware(store=AsyncStore(), threads=False)
+    app, _ = middleware(threads=False)
+    with pytest.raises(ConfigurationError, match="needs threads=True"):
+        app.add_handler(handler)
+    with pytest.raises(ConfigurationError, match="needs threads=True"):
+        app.store = AsyncStore()  # type: ignore[assignment]
+    assert app.handlers == [] and app.store is None
