@@ -3,8 +3,9 @@
 ``make(front, **options)`` builds ``bounce_middleware.BounceMiddleware``
 (``"wsgi"``) or ``bounce_middleware.asgi.BounceMiddleware`` (``"asgi"``;
 ``"asgi-inline"`` with ``threads=False``) around a downstream app that
-answers 418, with the same options, and returns a :class:`Client` whose :meth:`Client.request` posts through the front as a server would: a
-real WSGI call, or a real ASGI call (``receive`` giving the body in chunks of
+answers 418, with the same options, and returns a :class:`Client` whose
+:meth:`Client.request` posts through the front as a server would: a real
+WSGI call, or a real ASGI call (``receive`` giving the body in chunks of
 ``chunk_size``, then ``http.disconnect``). Tests parametrised with
 :data:`FRONTS` run every case on each.
 """
