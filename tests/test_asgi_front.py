@@ -353,6 +353,11 @@ def test_an_async_store_is_awaited_on_the_loop_with_the_same_promises() -> None:
 
     assert asyncio.run(main()) == [b"accepted\n", b"already processed\n"]
     assert len(calls) == 1
+    # A refused body is kept through the async store's reject(), as any store keeps it.
+    refused = Exchange(chunk(b"not json")).run(app, http_scope("POST", PATH, AUTH))
+    assert refused.status == 400
+    [kept] = store.inner.records(rejected=True, limit=None)
+    assert kept.body == b"not json"
 
 
 def test_dispatch_outside_a_request_runs_async_handlers_in_a_loop_of_their_own() -> None:
