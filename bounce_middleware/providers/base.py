@@ -192,12 +192,27 @@ def holds_list(mapping: Mapping[str, Any]) -> bool:
 
 
 def freeze_arrays(value: Any) -> Any:
-    """A decoded value with every list made a tuple, so a frozen Bounce can keep it."""
-    if type(value) is list:
-        return tuple(freeze_arrays(item) for item in value)
-    if type(value) is MappingProxyType:
-        return MappingProxyType({key: freeze_arrays(item) for key, item in value.items()})
+    """A decoded value with every list made a tuple, so a frozen Bounce can keep it.
+
+    A mapping holding no list at any depth is returned as it is, not copied.
+    """
+    kind = type(value)
+    if kind is list:
+        return tuple([freeze_arrays(item) if type(item) in _CONTAINERS else item for item in value])
+    if kind is MappingProxyType:
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(item) in _CONTAINERS:
+                frozen = freeze_arrays(item)
+                if frozen is not item:
+                    if changed is None:
+                        changed = dict(value)
+                    changed[key] = frozen
+        return value if changed is None else MappingProxyType(changed)
     return value
+
+
+_CONTAINERS = (list, MappingProxyType)
 
 
 def json_type(value: object) -> str:

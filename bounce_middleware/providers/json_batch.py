@@ -39,6 +39,7 @@ __all__ = [
     "may_hold_surrogates",
     "parse_event_list",
     "received_events",
+    "split_json_array",
 ]
 
 
@@ -193,24 +194,46 @@ class RejectionBodies:
 
 def received_events(body: bytes) -> list[str]:
     """Each element of a JSON array body as the text it arrived as (``[]`` if unreadable)."""
+    split = split_json_array(body)
+    return [] if split is None else split[1]
+
+
+def split_json_array(body: bytes) -> tuple[list[Any], list[str]] | None:
+    """A JSON array body's elements, decoded, and each as the text it arrived as.
+
+    One pass of the C scanner, element by element: a provider that keeps each
+    event's own text (Mandrill) decodes the batch once, not twice. None when
+    the body is not a well-formed JSON array: :func:`load_json_array` says why.
+    """
     if body[:3] == codecs.BOM_UTF8:
         body = body[3:]
     try:
         text = body.decode("utf-8")
         at = _skip_space(text, 0)
         if text[at : at + 1] != "[":
-            return []
+            return None
+        values: list[Any] = []
         found: list[str] = []
+        decode = JSON_DECODER.raw_decode
         at = _skip_space(text, at + 1)
-        while text[at : at + 1] not in ("]", ""):
-            _, end = JSON_DECODER.raw_decode(text, at)
+        if text[at : at + 1] == "]":
+            return (values, found) if not text[at + 1 :].strip(_JSON_SPACE_TEXT) else None
+        while True:
+            value, end = decode(text, at)
+            values.append(value)
             found.append(text[at:end])
             at = _skip_space(text, end)
-            if text[at : at + 1] == ",":
-                at = _skip_space(text, at + 1)
-        return found
+            separator = text[at : at + 1]
+            if separator == "]":
+                break
+            if separator != ",":
+                return None
+            at = _skip_space(text, at + 1)
+        if text[at + 1 :].strip(_JSON_SPACE_TEXT):
+            return None  # something after the array
+        return values, found
     except (ValueError, RecursionError):
-        return []
+        return None
 
 
 def _skip_space(text: str, at: int) -> int:
@@ -219,7 +242,8 @@ def _skip_space(text: str, at: int) -> int:
     return at
 
 
-_JSON_SPACE = frozenset(" \t\n\r")
+_JSON_SPACE_TEXT = " \t\n\r"
+_JSON_SPACE = frozenset(_JSON_SPACE_TEXT)
 
 
 def _plain(value: object) -> object:
