@@ -53,9 +53,8 @@ def test_a_bom_and_an_empty_array_are_read() -> None:
 def test_freeze_arrays_copies_only_what_holds_a_list() -> None:
     flat = MappingProxyType({"a": 1, "b": MappingProxyType({"c": "d"})})
     assert freeze_arrays(flat) is flat
-    nested = MappingProxyType(
-        {"a": MappingProxyType({"l": [1, [2, MappingProxyType({})]]}), "k": 1}
-    )
+    inner: MappingProxyType[str, Any] = MappingProxyType({"l": [1, [2, MappingProxyType({})]]})
+    nested: MappingProxyType[str, Any] = MappingProxyType({"a": inner, "k": 1})
     frozen = freeze_arrays(nested)
     assert frozen == {"a": {"l": (1, (2, {}))}, "k": 1}
     assert type(frozen) is MappingProxyType and type(frozen["a"]) is MappingProxyType
