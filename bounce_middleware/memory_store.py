@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .model import Bounce, BounceKind
+from .retention import StoreCounts
 from .store import (
     Claim,
     ClaimState,
@@ -190,6 +191,33 @@ class MemoryStore:
             rejection = self._rejected.get(key)
             if rejection is not None:
                 rejection.resolved = True
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        """Forget at most ``limit`` finished events received before ``before``, oldest first."""
+        with self._lock:
+            doomed = [
+                key
+                for key, event in self._events.items()
+                if event.finished and event.received_at < before
+            ][: max(limit, 0)]
+            for key in doomed:
+                del self._events[key]
+        return len(doomed)
+
+    def counts(self, *, before: datetime | None = None) -> StoreCounts:
+        """How many events, unfinished events and rejected requests the store holds."""
+        with self._lock:
+            unfinished = [e.received_at for e in self._events.values() if not e.finished]
+            return StoreCounts(
+                events=len(self._events),
+                unfinished=len(unfinished),
+                rejected=len(self._rejected),
+                rejected_unresolved=sum(not r.resolved for r in self._rejected.values()),
+                oldest_unfinished=min(unfinished, default=None),
+                prunable=0
+                if before is None
+                else sum(e.finished and e.received_at < before for e in self._events.values()),
+            )
 
     def close(self) -> None:
         """Nothing to release; present so every shipped store can be closed alike."""

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import postgres_claims as claims
+from . import postgres_retention as retention
 from .errors import ConfigurationError, ImproperlyInstalled
 from .model import Bounce, BounceKind
 from .postgres_connections import ConnectionPool, parse_dsn
 from .postgres_schema import SCHEMA_VERSION, TABLES, ensure_schema
+from .retention import StoreCounts
 from .store import (
     Claim,
     Record,
@@ -265,6 +267,18 @@ class PostgresStore:
                 (storable(key),),
             ),
         )
+
+    # -- retention and counts (see bounce_middleware.retention) ---------------
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` finished events received before ``before``, oldest
+        first, with their completions (see :mod:`bounce_middleware.postgres_retention`)."""
+        return self._run("prune", lambda c: retention.prune(c, before, limit=limit))
+
+    def counts(self, *, before: datetime | None = None) -> StoreCounts:
+        """Count events, unfinished events and rejected requests (and, with ``before``,
+        the finished events received before it), in one statement."""
+        return self._run("counts", lambda c: retention.counts(c, before, self.timeout))
 
     # -- life cycle ---------------------------------------------------------
 

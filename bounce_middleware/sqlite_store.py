@@ -26,6 +26,8 @@ Several threads and several processes on one host (gunicorn workers, a
   kept in a table of their own, never claimable.
 - The tables are created on first use; those of an older version are
   upgraded in place (see :mod:`bounce_middleware.sqlite_schema`).
+- ``prune`` reads which old finished events to delete without a lock, then
+  deletes them in a short write transaction (see :mod:`bounce_middleware.sqlite_retention`).
 - Every ``sqlite3`` error (locked past the timeout, read-only file, disk I/O
   error, missing directory, not a database) becomes
   :class:`~bounce_middleware.errors.StoreUnavailable`, which the middleware
@@ -57,8 +59,10 @@ from datetime import datetime
 from pathlib import Path
 
 from . import sqlite_claims as claims
+from . import sqlite_retention as retention
 from .errors import ConfigurationError
 from .model import Bounce, BounceKind
+from .retention import StoreCounts
 from .sqlite_claims import timestamp
 from .sqlite_connections import SQLiteDatabase
 from .sqlite_schema import SCHEMA_VERSION
@@ -289,6 +293,19 @@ class SQLiteStore:
                    WHERE key = ?""",
                 (timestamp(time.time()), storable(key)),
             )
+
+    # -- retention and counts (see bounce_middleware.retention) ---------------
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` finished events received before ``before``, oldest
+        first, with their completions: a read, then one short write transaction."""
+        return retention.prune(self._transaction, before, limit=limit)
+
+    def counts(self, *, before: datetime | None = None) -> StoreCounts:
+        """Count events, unfinished events and rejected requests (and, with ``before``,
+        the finished events received before it), in one read transaction."""
+        with self._transaction(write=False) as conn:
+            return retention.counts(conn, before)
 
     # -- life cycle ---------------------------------------------------------
 

@@ -21,6 +21,7 @@ from tests import (
     test_store_batch,
     test_store_batch_failures,
     test_store_middleware,
+    test_store_prune,
     test_store_values,
 )
 from tests.postgres import PostgresServer
@@ -33,6 +34,7 @@ SUITE = (
     test_store_batch,
     test_store_batch_failures,
     test_store_middleware,
+    test_store_prune,
 )
 
 

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import Bounce, BounceKind
+from bounce_middleware.retention import StoreCounts
 from bounce_middleware.store import (
     Claim,
     ClaimState,
@@ -43,6 +44,7 @@ from bounce_middleware.store import (
     storable,
 )
 
+from . import pruning
 from .batch import claim_many, event_values, settle_many
 from .db import store_unavailable
 from .models import BounceEvent, RejectedRequest
@@ -252,6 +254,15 @@ class DjangoStore:
             RejectedRequest.objects.using(db).filter(key=key).update(resolved=True)
         except DatabaseError as exc:
             raise store_unavailable(db, "resolve", exc) from None
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` finished events received before ``before``, oldest first."""
+        return pruning.prune(self.db, before, limit=limit)
+
+    def counts(self, *, before: datetime | None = None) -> StoreCounts:
+        """Count events, unfinished events and rejected requests (and, with ``before``,
+        the finished events received before it)."""
+        return pruning.counts(self.using, before)
 
     def close(self) -> None:
         """Nothing to release: Django owns the connections."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy import orm
 
 from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import Bounce, BounceKind
+from bounce_middleware.retention import StoreCounts
 from bounce_middleware.store import (
     Claim,
     ClaimState,
@@ -23,6 +25,7 @@ from bounce_middleware.store import (
     unavailable,
 )
 
+from . import pruning
 from .batch import claim_many, event_row, settle_many
 from .records import event_records, rejected_records
 from .sessions import SessionFactory, insert_missing, rowcount, session_factory, session_scope
@@ -206,6 +209,22 @@ class SQLAlchemyStore:
                 )
         except sa_exc.SQLAlchemyError as exc:
             raise unavailable(f"{_WHERE}: resolve", exc) from None
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        """Delete at most ``limit`` finished events received before ``before``, oldest
+        first, with their completions (see :mod:`.pruning`)."""
+        try:
+            return pruning.prune(self._factory, before, limit=limit)
+        except sa_exc.SQLAlchemyError as exc:
+            raise unavailable(f"{_WHERE}: prune", exc) from None
+
+    def counts(self, *, before: datetime | None = None) -> StoreCounts:
+        """Count events, unfinished events and rejected requests (and, with ``before``,
+        the finished events received before it)."""
+        try:
+            return pruning.counts(self._factory, before)
+        except sa_exc.SQLAlchemyError as exc:
+            raise unavailable(f"{_WHERE}: counts", exc) from None
 
     def writes_through(self, session: orm.Session) -> bool:
         """True when ``session`` works on this store's database, so that

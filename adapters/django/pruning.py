@@ -1,0 +1,73 @@
+"""``DjangoStore``'s ``prune`` and ``counts`` (see :mod:`bounce_middleware.retention`).
+
+``received_at`` is indexed in this table (0001), so a prune batch finds its
+oldest finished events through the index in one query, then deletes them by
+id, each ``DELETE`` checking again that the event is finished and old. The
+completions live in the event's own row: they go with it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import DatabaseError, router, transaction
+from django.db.models import Count, Min, Q
+
+from bounce_middleware.retention import StoreCounts
+
+from .db import store_unavailable
+from .models import BounceEvent, RejectedRequest
+
+__all__ = ["counts", "prune"]
+
+# Ids per DELETE: Django binds each one (SQLite before 3.32 takes 999 at most).
+_CHUNK = 500
+
+
+def prune(db: str, before: datetime, *, limit: int) -> int:
+    """Delete at most ``limit`` finished events received before ``before``, oldest first."""
+    if limit < 1:
+        return 0
+    old = Q(finished=True, received_at__lt=before)
+    events = BounceEvent.objects.using(db)
+    try:
+        doomed = list(
+            events.filter(old).order_by("received_at", "id").values_list("id", flat=True)[:limit]
+        )
+        deleted = 0
+        with transaction.atomic(using=db):
+            for start in range(0, len(doomed), _CHUNK):
+                chunk = doomed[start : start + _CHUNK]
+                deleted += events.filter(old, id__in=chunk).delete()[0]
+    except DatabaseError as exc:
+        raise store_unavailable(db, "prune", exc) from None
+    return deleted
+
+
+def counts(using: str | None, before: datetime | None) -> StoreCounts:
+    """Count events, unfinished events and rejected requests: two aggregate queries."""
+    db = using or router.db_for_read(BounceEvent)
+    unfinished = Q(finished=False)
+    wanted = {
+        "total": Count("id"),
+        "unfinished": Count("id", filter=unfinished),
+        "oldest": Min("received_at", filter=unfinished),
+    }
+    if before is not None:
+        wanted["prunable"] = Count("id", filter=Q(finished=True, received_at__lt=before))
+    try:
+        events = BounceEvent.objects.using(db).aggregate(**wanted)
+        rejected = RejectedRequest.objects.using(using or router.db_for_read(RejectedRequest))
+        requests = rejected.aggregate(
+            total=Count("id"), unresolved=Count("id", filter=Q(resolved=False))
+        )
+    except DatabaseError as exc:
+        raise store_unavailable(db, "counts", exc) from None
+    return StoreCounts(
+        events=events["total"],
+        unfinished=events["unfinished"],
+        rejected=requests["total"],
+        rejected_unresolved=requests["unresolved"],
+        oldest_unfinished=events["oldest"],
+        prunable=events.get("prunable", 0),
+    )

@@ -1,0 +1,104 @@
+"""The SQL of :class:`~bounce_middleware.postgres_store.PostgresStore`'s ``prune`` and ``counts``.
+
+A prune batch reads which events to delete by walking ``bounce_event`` in
+order of ``id`` (the primary key; ids follow the order of receipt), a page per
+statement, and stops at the first event received well after the cut-off
+(:data:`~bounce_middleware.retention.DISORDER`): no index on ``received_at``
+is needed (it would be one more index write on every claim), and the newer
+part of the table is never scanned. It then deletes those events with ONE
+statement that checks again that each is finished and old, and skips a row a
+delivery has locked at that moment (``FOR UPDATE SKIP LOCKED``), so neither
+waits for the other; the completions go with them (``ON DELETE CASCADE``).
+Every statement runs on its own in autocommit mode: no transaction outlives it.
+
+``counts`` is two aggregates in one statement, allowed :data:`COUNT_TIMEOUT`
+seconds at least: the store's ``timeout`` is meant for a webhook's statements,
+and counting a large table takes longer than claiming one event.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .retention import DISORDER, StoreCounts
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
+
+__all__ = ["COUNT_TIMEOUT", "counts", "prune"]
+
+#: Seconds the counting statement may run, at least.
+COUNT_TIMEOUT = 60.0
+
+# Rows read per statement by the walk.
+_PAGE = 1000
+
+_WALK = """SELECT id, received_at, finished_at IS NOT NULL FROM bounce_event
+   WHERE id > %s ORDER BY id LIMIT %s"""
+
+_DELETE = """WITH doomed AS (
+    SELECT id FROM bounce_event
+    WHERE id = ANY(%s::bigint[]) AND finished_at IS NOT NULL AND received_at < %s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM bounce_event AS e USING doomed WHERE e.id = doomed.id"""
+
+_COUNTS = """SELECT e.total, e.unfinished, e.oldest, e.prunable, r.total, r.unresolved
+FROM (SELECT count(*) AS total,
+             count(*) FILTER (WHERE finished_at IS NULL) AS unfinished,
+             min(received_at) FILTER (WHERE finished_at IS NULL) AS oldest,
+             count(*) FILTER (WHERE finished_at IS NOT NULL AND received_at < %s) AS prunable
+      FROM bounce_event) AS e,
+     (SELECT count(*) AS total, count(*) FILTER (WHERE resolved_at IS NULL) AS unresolved
+      FROM bounce_rejected) AS r"""
+
+
+def prune(conn: Connection[TupleRow], before: datetime, *, limit: int) -> int:
+    """Delete at most ``limit`` finished events received before ``before``, oldest first."""
+    if limit < 1:
+        return 0
+    doomed = _doomed(conn, before, before + DISORDER, limit)
+    if not doomed:
+        return 0
+    return max(conn.execute(_DELETE, (doomed, before)).rowcount, 0)
+
+
+def _doomed(
+    conn: Connection[TupleRow], before: datetime, horizon: datetime, limit: int
+) -> list[int]:
+    """The ids of the first ``limit`` finished events received before ``before``."""
+    found: list[int] = []
+    after = -(2**63)  # below every bigint id
+    while True:
+        rows = conn.execute(_WALK, (after, _PAGE)).fetchall()
+        for event_id, received_at, finished in rows:
+            if received_at >= horizon:
+                return found
+            if finished and received_at < before:
+                found.append(event_id)
+                if len(found) >= limit:
+                    return found
+        if len(rows) < _PAGE:
+            return found
+        after = rows[-1][0]
+
+
+def counts(conn: Connection[TupleRow], before: datetime | None, timeout: float) -> StoreCounts:
+    """Count events, unfinished events and rejected requests in one statement."""
+    with conn.transaction():
+        allowed = math.ceil(max(timeout, COUNT_TIMEOUT) * 1000)
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(allowed),))
+        row = conn.execute(_COUNTS, (before,)).fetchone()
+    assert row is not None  # aggregates always return a row
+    events, unfinished, oldest, prunable, rejected, unresolved = row
+    return StoreCounts(
+        events=events,
+        unfinished=unfinished,
+        rejected=rejected,
+        rejected_unresolved=unresolved,
+        oldest_unfinished=None if oldest is None else oldest.astimezone(UTC),
+        prunable=prunable,
+    )
