@@ -1,0 +1,254 @@
+"""The ASGI front's threads: sync work in a worker, async handlers and stores on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, cast
+
+import pytest
+
+from bounce_middleware import Bounce, ConfigurationError, MemoryStore
+from tests.fronts import PATH, http_scope
+from tests.test_asgi_front import AUTH, Exchange, bounce_body, chunk, middleware
+
+
+def test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop() -> None:
+    threads: dict[str, int] = {}
+
+    def sync_handler(bounce: Bounce) -> None:
+        threads["sync"] = threading.get_ident()
+
+    async def async_handler(bounce: Bounce) -> None:
+        await asyncio.sleep(0)
+        threads["async"] = threading.get_ident()
+
+    app, _ = middleware(sync_handler, async_handler, store=MemoryStore())
+
+    async def main() -> None:
+        threads["loop"] = threading.get_ident()
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        assert exchange.status == 200
+
+    asyncio.run(main())
+    assert threads["async"] == threads["loop"] != threads["sync"]
+    assert [h.name for h in app.handlers] == [
+        "tests.test_asgi_threads.test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop"
+        ".<locals>.sync_handler",
+        "tests.test_asgi_threads.test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop"
+        ".<locals>.async_handler",
+    ]
+
+
+def test_a_slow_handler_does_not_block_the_loop() -> None:
+    def slow(bounce: Bounce) -> None:
+        time.sleep(0.3)
+
+    app, _ = middleware(slow)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        task.cancel()
+        assert exchange.status == 200
+        return ticks
+
+    assert asyncio.run(main()) >= 10
+
+
+def test_a_failing_async_handler_is_a_500_and_its_redelivery_runs_it_alone() -> None:
+    calls: list[str] = []
+    failing = [True]
+
+    async def first(bounce: Bounce) -> None:
+        calls.append("first")
+
+    async def flaky(bounce: Bounce) -> None:
+        calls.append("flaky")
+        if failing[0]:
+            raise RuntimeError("down")
+
+    app, _ = middleware(first, flaky, store=MemoryStore())
+    body = bounce_body()
+    assert Exchange(chunk(body)).run(app, http_scope("POST", PATH, AUTH)).status == 500
+    failing[0] = False
+    assert Exchange(chunk(body)).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert calls == ["first", "flaky", "flaky"]
+
+
+class AsyncStore:
+    """A store whose every method is ``async def`` (over a MemoryStore), noting its threads."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.threads: set[int] = set()
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.threads.add(threading.get_ident())
+        return getattr(self.inner, name)(*args, **kwargs)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("claim", *args, **kwargs)
+
+    async def claim_many(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("claim_many", *args, **kwargs)
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("complete", *args, **kwargs)
+
+    async def release(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("release", *args, **kwargs)
+
+    async def settle_many(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("settle_many", *args, **kwargs)
+
+    async def records(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("records", *args, **kwargs)
+
+    async def reject(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("reject", *args, **kwargs)
+
+    async def resolve(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._call("resolve", *args, **kwargs)
+
+
+def test_an_async_store_is_awaited_on_the_loop_with_the_same_promises() -> None:
+    calls: list[str] = []
+    store = AsyncStore()
+    app, _ = middleware(lambda bounce: calls.append(bounce.key), store=store)
+    assert app.store is cast(object, store)
+    body = bounce_body()
+
+    async def main() -> list[bytes]:
+        texts = []
+        for _ in range(2):
+            exchange = Exchange(chunk(body))
+            await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+            texts.append(exchange.sent[1]["body"])
+        assert store.threads == {threading.get_ident()}
+        return texts
+
+    assert asyncio.run(main()) == [b"accepted\n", b"already processed\n"]
+    assert len(calls) == 1
+    # A refused body is kept through the async store's reject(), as any store keeps it.
+    refused = Exchange(chunk(b"not json")).run(app, http_scope("POST", PATH, AUTH))
+    assert refused.status == 400
+    [kept] = store.inner.records(rejected=True, limit=None)
+    assert kept.body == b"not json"
+
+
+def test_dispatch_outside_a_request_runs_async_handlers_in_a_loop_of_their_own() -> None:
+    # What bounce-middleware replay does: a synchronous call, no server loop.
+    from bounce_middleware.providers.postmark import parse_postmark
+
+    seen: list[str] = []
+
+    async def handler(bounce: Bounce) -> None:
+        seen.append(bounce.email)
+
+    app, _ = middleware(handler)
+    [event] = parse_postmark(bounce_body(email="replay@example.com")).events
+    assert app.dispatch(event).status == 200
+    assert seen == ["replay@example.com"]
+
+    async def on_the_loop() -> int:
+        return app.dispatch(event).status  # would block the loop it needs: refused
+
+    assert asyncio.run(on_the_loop()) == 500
+
+
+def test_a_transactional_async_handler_is_given_the_delivery() -> None:
+    deliveries: list[Any] = []
+
+    async def handler(bounce: Bounce, delivery: Any) -> bool:
+        deliveries.append(delivery)
+        return False
+
+    handler.transactional = True  # type: ignore[attr-defined]
+    app, _ = middleware(handler, store=MemoryStore())
+    assert Exchange(chunk(bounce_body())).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert deliveries[0].finishes is True and app.handlers[0].transactional
+
+
+def test_add_handler_takes_async_handlers_with_kinds_and_names() -> None:
+    seen: list[str] = []
+    app, _ = middleware()
+
+    async def complaints(bounce: Bounce) -> None:
+        seen.append(bounce.kind.value)
+
+    handler = app.add_handler(complaints, kinds=["complaint"], name="complaints")
+    assert (handler.name, handler.kinds is not None) == ("complaints", True)
+    with pytest.raises(ConfigurationError):
+        app.add_handler(complaints, name="complaints")
+    assert Exchange(chunk(bounce_body())).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert seen == []
+
+
+def test_under_trio_anyio_threads_run_the_work_and_its_async_handlers() -> None:
+    import trio
+
+    threads: dict[str, int] = {}
+
+    async def handler(bounce: Bounce) -> None:
+        await trio.sleep(0)
+        threads["handler"] = threading.get_ident()
+
+    def sync_handler(bounce: Bounce) -> None:
+        threads["sync"] = threading.get_ident()
+
+    app, _ = middleware(handler, sync_handler, store=MemoryStore())
+    exchange = Exchange(chunk(bounce_body()))
+
+    async def main() -> None:
+        threads["loop"] = threading.get_ident()
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+
+    trio.run(main)
+    assert exchange.status == 200
+    assert threads["handler"] == threads["loop"] != threads["sync"]
+
+
+def test_without_threads_the_work_runs_on_the_loop() -> None:
+    threads: dict[str, int] = {}
+
+    def handler(bounce: Bounce) -> None:
+        threads["handler"] = threading.get_ident()
+
+    app, _ = middleware(handler, threads=False)
+
+    async def main() -> int:
+        threads["loop"] = threading.get_ident()
+        exchange = Exchange(chunk(bounce_body()))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        return exchange.status
+
+    assert asyncio.run(main()) == 200
+    assert threads["handler"] == threads["loop"]
+
+
+def test_without_threads_async_handlers_and_stores_are_refused_when_built() -> None:
+    async def handler(bounce: Bounce) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="async def: it needs threads=True"):
+        middleware(handler, threads=False)
+    with pytest.raises(ConfigurationError, match="an async store needs threads=True"):
+        middleware(store=AsyncStore(), threads=False)
+    app, _ = middleware(threads=False)
+    with pytest.raises(ConfigurationError, match="needs threads=True"):
+        app.add_handler(handler)
+    with pytest.raises(ConfigurationError, match="needs threads=True"):
+        app.store = AsyncStore()  # type: ignore[assignment]
+    assert app.handlers == [] and app.store is None
