@@ -1,4 +1,4 @@
-"""The ASGI front itself: pass-through, the body from receive(), headers, URL, threads."""
+"""The ASGI front itself: pass-through, the body from receive(), headers and URL."""
 
 from __future__ import annotations
 
