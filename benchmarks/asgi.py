@@ -8,8 +8,9 @@ Run from the repository root::
 In process, every row is a batch of ASGI calls on one event loop, made the
 way a server makes them (a scope, ``receive`` giving the body, ``send``
 collecting the answer), with every scope and body built before the clock
-starts. Rows take turns within each repeat, in a rotated order; each ratio
-is the median of the per-repeat ratios, with min and max. Every row is
+starts. Within each repeat every row runs half its batch, in a rotated
+order, then the other half in the reverse order; each ratio is the median
+of the per-repeat ratios, with min and max. Every row is
 checked (status, handler calls) before it is timed.
 
 Over HTTP (``--http``, needs Debian's ``wrk``; :mod:`benchmarks.asgi_http`),
@@ -212,16 +213,22 @@ async def measure(all_rows: list[Row], repeats: int, batch: int) -> dict[str, li
         assert row.calls is None or row.calls() == expected[row.key], f"{row.key}: handler calls"
     for repeat in range(repeats):
         order = all_rows[repeat % len(all_rows) :] + all_rows[: repeat % len(all_rows)]
-        for row in order:
-            # A pass-through call takes about 1 µs: 25 times the batch, or noise is measured.
-            size = batch * (25 if row.method == "GET" else 1)
-            requests = row.requests(size)
-            start = time.perf_counter()
-            statuses = await drive(row.app, requests)
-            timings[row.key].append((time.perf_counter() - start) / size * 1e6)
-            expected[row.key] += size
-            assert set(statuses) == {200}, f"{row.key}: answered {set(statuses)}"
-            assert row.calls is None or row.calls() == expected[row.key], f"{row.key}: calls"
+        spent = {row.key: 0.0 for row in all_rows}
+        # Each row's batch in two halves, the rows in order then in reverse (A B ... B A):
+        # a load that rises or falls during the repeat weighs on every row alike.
+        for half in (order, order[::-1]):
+            for row in half:
+                # A pass-through call takes about 1 µs: 25 times the batch, or noise is timed.
+                size = batch * (25 if row.method == "GET" else 1) // 2
+                requests = row.requests(size)
+                start = time.perf_counter()
+                statuses = await drive(row.app, requests)
+                spent[row.key] += (time.perf_counter() - start) / size * 1e6 / 2
+                expected[row.key] += size
+                assert set(statuses) == {200}, f"{row.key}: answered {set(statuses)}"
+                assert row.calls is None or row.calls() == expected[row.key], f"{row.key}: calls"
+        for key, us in spent.items():
+            timings[key].append(us)
     return timings
 
 
