@@ -83,7 +83,8 @@ class StoreCounts:
             oldest = self.oldest_unfinished.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
             unfinished += f" (oldest received {oldest})"
         rejected = f"{self.rejected_unresolved:,} rejected unresolved"
-        return f"{self.events:,} events, {unfinished}, {rejected}"
+        events = f"{self.events:,} event{'' if self.events == 1 else 's'}"
+        return f"{events}, {unfinished}, {rejected}"
 
 
 @runtime_checkable

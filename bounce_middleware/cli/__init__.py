@@ -8,13 +8,16 @@
     bounce-middleware list --store sqlite:///bounces.sqlite3 --kind hard
     bounce-middleware list --store sqlite:///bounces.sqlite3 --rejected
     bounce-middleware replay --store sqlite:///bounces.sqlite3 --app myproject.wsgi:application
+    bounce-middleware prune --older-than 90d --store postgresql://bounces@db.internal/bounces
     bounce-middleware demo --port 8000
 
 Exit status: 0 on success, 1 when the server answered non-2xx (or the answer
 was not the middleware's) or a replay still fails, 2 for a usage error or when
-the server or store cannot be reached.
+the server or store cannot be reached. ``list``, ``replay`` and ``prune`` end
+with the store's counts on stderr (``store: 12,345 events, 3 unfinished, 1
+rejected unresolved``).
 
-One module per command (``send``, ``records`` for ``list``, ``replay``,
+One module per command (``send``, ``records`` for ``list``, ``replay``, ``prune``,
 ``serve`` for ``demo``), with ``send``'s pieces beside it (``sample_requests``
 per provider, ``route_setup`` for ``--test-route``, ``transport`` for the POST);
 none imports sqlite3, WebOb or a signed provider's samples until its command runs.
@@ -26,7 +29,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import records, replay, send, serve
+from . import prune, records, replay, send, serve
 from .common import EXIT_USAGE, PROG, CommandError, package_version
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -51,14 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its four subcommands."""
+    """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Receive e-mail bounce webhooks in any WSGI app: tools for checking "
-        "a deployment, inspecting and replaying recorded bounces, and a demo.",
+        "a deployment, inspecting, replaying and pruning recorded bounces, and a demo.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (send, records, replay, serve):
+    for module in (send, records, replay, prune, serve):
         module.add_parser(commands)
     return parser

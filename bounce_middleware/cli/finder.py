@@ -9,8 +9,9 @@ import sys
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.middleware import BounceMiddleware
 from bounce_middleware.settings import resolve
+from bounce_middleware.store import Store
 
-from .common import CommandError, printable
+from .common import CommandError, open_existing_store, printable
 
 # Attributes under which WSGI wrappers keep the app they wrap: BounceMiddleware and most
 # middleware use `app`, Flask keeps its (wrapped) WSGI callable in `wsgi_app`, whitenoise
@@ -62,6 +63,16 @@ def load_middleware(spec: str) -> BounceMiddleware:
             f"--app {spec}: {name}() returned a {type(made).__name__} with no "
             f"BounceMiddleware in it; {_WHAT_TO_NAME}"
         )
+    return found
+
+
+def chosen_store(store: str | None, app: str | None, *, read_only: bool = False) -> Store:
+    """The store ``--store URL`` names (it wins), else that of ``--app``'s middleware."""
+    if store or not app:
+        return open_existing_store(store, read_only=read_only)
+    found = load_middleware(app).store
+    if found is None:
+        raise CommandError(f"--app {app}: the middleware has no store; pass --store")
     return found
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from bounce_middleware.errors import StoreUnavailable
 from bounce_middleware.model import BounceKind
+from bounce_middleware.retention import StoreCounts
 from bounce_middleware.store import Record, Store, aware
 
 from .common import (
@@ -16,13 +17,14 @@ from .common import (
     CommandError,
     close_store,
     non_negative_int,
-    open_existing_store,
+    print_counts,
     printable,
     sqlite_path,
-    store_option,
+    store_counts,
+    store_options,
     utc,
 )
-from .finder import load_middleware
+from .finder import chosen_store
 
 
 def add_parser(commands: Any) -> None:
@@ -32,15 +34,10 @@ def add_parser(commands: Any) -> None:
         help="show recorded bounces (or, with --rejected, refused requests), newest first",
         description="Show the bounces recorded in a store, newest first. With --rejected, "
         "show instead the authenticated requests that were refused (400) and kept, so "
-        "that `replay` can run them again after an upgrade.",
+        "that `replay` can run them again after an upgrade. Then, on stderr, the store's "
+        "counts: events, unfinished events (and since when), rejected requests unresolved.",
     )
-    store_option(listing, "store URL, e.g. sqlite:///bounces.sqlite3 (default: $BOUNCE_STORE)")
-    listing.add_argument(
-        "--app",
-        metavar="MODULE:ATTR",
-        help="list the store of this application's BounceMiddleware (e.g. the Django or "
-        "SQLAlchemy store), found as `replay --app` finds it; --store (or $BOUNCE_STORE) wins",
-    )
+    store_options(listing, "list")
     listing.add_argument(
         "--kind",
         choices=[kind.value for kind in BounceKind],
@@ -74,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if args.rejected and (args.kind or args.email):
         raise CommandError("--kind and --email select bounces; a rejected record has neither")
     tidy = _Tidy(args.store)
-    store = _open(args)
+    store = chosen_store(args.store, args.app, read_only=True)
     try:
-        if args.rejected:
-            return show_rejected(store, args)
-        return show_events(store, args)
+        counts = store_counts(store)
+        status = show_rejected(store, args) if args.rejected else show_events(store, args, counts)
+        print_counts(counts)
+        return status
     except StoreUnavailable as exc:
         raise CommandError(f"cannot read the store: {exc}") from None
     finally:
@@ -86,16 +84,7 @@ def run(args: argparse.Namespace) -> int:
         tidy()
 
 
-def _open(args: argparse.Namespace) -> Store:
-    if args.store or not args.app:
-        return open_existing_store(args.store, read_only=True)
-    store = load_middleware(args.app).store
-    if store is None:
-        raise CommandError(f"--app {args.app}: the middleware has no store; pass --store")
-    return store
-
-
-def show_events(store: Store, args: argparse.Namespace) -> int:
+def show_events(store: Store, args: argparse.Namespace, counts: StoreCounts) -> int:
     """The ``list`` table (or JSON) of accepted events."""
     limit = args.limit or None
     kind = BounceKind(args.kind) if args.kind else None
@@ -136,10 +125,7 @@ def show_events(store: Store, args: argparse.Namespace) -> int:
         if cut:
             print(f"(the newest {limit} shown; --limit 0 shows all)")
     # Nothing authenticated is dropped: say so where people look first.
-    try:
-        waiting = len(store.records(rejected=True, unfinished=True, limit=None))
-    except TypeError:  # a store without rejected records: nothing to point at
-        waiting = 0
+    waiting = counts.rejected_unresolved
     if waiting:
         print(
             f"({waiting} rejected request(s) not yet replayed: "

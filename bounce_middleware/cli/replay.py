@@ -22,10 +22,13 @@ from bounce_middleware.store import Record, Store
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    STORE_URLS,
     CommandError,
     close_store,
     open_existing_store,
+    print_counts,
     printable,
+    store_counts,
     store_option,
     utc,
 )
@@ -47,7 +50,9 @@ def add_parser(commands: Any) -> None:
         "(found through the wrapped apps' .app, .wsgi_app or .application attributes, "
         "which covers Flask apps and ordinary middleware stacks), or a function taking no "
         "arguments that returns either (an application factory); for the demo, "
-        "bounce_middleware.demo:make_app. Exit status 1 when anything still fails.",
+        "bounce_middleware.demo:make_app. When there was anything to replay, the store's "
+        "counts follow on stderr: events, unfinished events, rejected requests unresolved. "
+        "Exit status 1 when anything still fails.",
     )
     replay.add_argument(
         "--app",
@@ -55,7 +60,10 @@ def add_parser(commands: Any) -> None:
         metavar="MODULE:ATTR",
         help="e.g. myproject.wsgi:application, or bounce_middleware.demo:make_app",
     )
-    store_option(replay, "store URL (default: $BOUNCE_STORE, else the middleware's own store)")
+    store_option(
+        replay,
+        f"the store's URL: {STORE_URLS} (default: $BOUNCE_STORE, else the middleware's own store)",
+    )
     replay.add_argument(
         "--dry-run",
         action="store_true",
@@ -127,6 +135,8 @@ def _replay(middleware: BounceMiddleware, store: Store, *, dry_run: bool) -> int
                 f"replayed {len(rejected)} rejected request(s): {len(rejected) - stuck} "
                 f"resolved, {stuck} still rejected"
             )
+    # What is left, where an operator looks: stdout stays the replay's own lines.
+    print_counts(store_counts(store))
     return EXIT_FAILED if failed or stuck else EXIT_OK
 
 
