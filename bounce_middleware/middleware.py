@@ -11,6 +11,7 @@ from .answer import UNREADABLE_BODY, Answer
 from .body import BodyTooLarge, BodyUnreadable, read_body
 from .errors import ConfigurationError, PayloadError
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc
+from .handoff import Handoff
 from .model import Bounce, BounceKind
 from .providers import Postmark, Provider
 from .receiver import DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER, Receiver
@@ -68,6 +69,9 @@ class BounceMiddleware:
         # Entered around the store and handlers of each delivery: the place for a
         # framework's per-request housekeeping (e.g. Django's connection handling).
         scope: Callable[[], AbstractContextManager[object]] | None = None,
+        # Run the handlers in a task queue's worker instead of the request (Celery:
+        # bounce_middleware.celery_tasks.CeleryHandoff); needs a store.
+        handoff: Handoff | None = None,
     ) -> None:
         self.app = app
         self.receiver = Receiver(
@@ -78,6 +82,7 @@ class BounceMiddleware:
             retry_after=retry_after,
             lease_seconds=lease_seconds,
             scope=scope,
+            handoff=handoff,
         )
         # The receiver's own dict: one lookup decides pass-through.
         self.routes = self.receiver.routes
@@ -181,8 +186,13 @@ class BounceMiddleware:
         return self.receiver.answer(request)
 
     def dispatch(self, events: Bounce | tuple[Bounce, ...]) -> Answer:
-        """Run the handlers for parsed events (through the store, if any) and answer."""
+        """Answer for parsed events as a request would: run their handlers (through the
+        store, if any), or with a ``handoff`` record them and queue them."""
         return self.receiver.dispatch(events)
+
+    def deliver(self, events: Bounce | tuple[Bounce, ...]) -> Answer:
+        """Run the handlers for parsed events now, even with a ``handoff``, and answer."""
+        return self.receiver.deliver(events)
 
 
 def shorthand_routes(

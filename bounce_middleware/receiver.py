@@ -22,6 +22,7 @@ from .errors import (
     Unauthorized,
 )
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc, make_handler
+from .handoff import Handoff, hand_off
 from .model import Bounce, BounceKind
 from .providers.base import POST_ONLY, Parsed, Provider, Rejection
 from .request import WebhookRequest
@@ -58,6 +59,7 @@ class Receiver:
         "retry_after",
         "lease_seconds",
         "scope",
+        "handoff",
         "_unavailable",
         "_busy",
         "_retry",
@@ -75,6 +77,7 @@ class Receiver:
         retry_after: int = DEFAULT_RETRY_AFTER,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         scope: Callable[[], AbstractContextManager[object]] | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         if not routes:
             raise ConfigurationError("no routes configured: give routes={path: provider}")
@@ -96,6 +99,17 @@ class Receiver:
             raise ConfigurationError("retry_after must be a number of seconds, 0 or more")
         if store is not None:
             check_store(store)
+        if handoff is not None:
+            if store is None:
+                # The queue carries keys only: the worker reads each event from the store.
+                raise ConfigurationError(
+                    "handoff= needs a store: the webhook records each event there and "
+                    "the worker reads it back by its key"
+                )
+            if not callable(getattr(handoff, "enqueue", None)):
+                raise ConfigurationError(
+                    f"handoff {type(handoff).__name__} has no enqueue(keys) method"
+                )
         self.routes: dict[str, Provider] = dict(routes)
         self.store = store
         #: The largest body read on every route, when configured; else each route's own.
@@ -124,6 +138,21 @@ class Receiver:
         self.handlers: list[Handler] = []
         for handler in handlers:
             self.add_handler(handler)
+        #: Where events are handed to a task queue instead of run in the request (None: run).
+        self.handoff = handoff
+        bind = getattr(handoff, "bind", None)
+        if bind is not None:
+            bind(self)
+
+    @property
+    def busy_answer(self) -> Answer:
+        """The 503 answered when another delivery holds an event (carries ``Retry-After``)."""
+        return self._busy
+
+    @property
+    def unavailable_answer(self) -> Answer:
+        """The 503 answered when the store failed (carries ``Retry-After``)."""
+        return self._unavailable
 
     def too_large(self, path: str) -> Answer:
         """The 413 answer of a route whose body is over its limit (built once)."""
@@ -233,10 +262,19 @@ class Receiver:
         return _acknowledged(parsed.acknowledged)
 
     def dispatch(self, events: Bounce | Sequence[Bounce]) -> Answer:
-        """Run the handlers for parsed events (through the store, if any) and answer.
+        """Answer for parsed events: hand them to the task queue when there is a
+        ``handoff`` (recorded, queued, 200 at once), else :meth:`deliver` them now."""
+        if isinstance(events, Bounce):
+            events = (events,)
+        if self.handoff is not None:
+            return hand_off(self, events)
+        return self.deliver(events)
+
+    def deliver(self, events: Bounce | Sequence[Bounce]) -> Answer:
+        """Run the handlers for parsed events now (through the store, if any) and answer.
 
         Everything runs inside ``scope()`` when one was given, left and entered
-        again after a handler fails.
+        again after a handler fails. A task-queue worker and ``replay`` call this.
         """
         if isinstance(events, Bounce):
             events = (events,)
