@@ -7,20 +7,23 @@ reason that never quotes a secret; the settings reader names the key.
 from __future__ import annotations
 
 import importlib
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .auth import credential_list
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ImproperlyInstalled
 from .model import BounceKind
 from .store import Store, open_store
 
 __all__ = [
+    "CELERY_KEYS",
     "Converter",
     "as_bool",
     "as_credentials",
     "as_float",
+    "as_handoff",
     "as_int",
     "as_kinds",
     "as_list",
@@ -175,3 +178,72 @@ def as_credentials(value: Any) -> list[str]:
     Errors name the entry's position and the problem, never the secret.
     """
     return credential_list(value)
+
+
+def as_handoff(value: Any) -> Any:
+    """A handoff object (``enqueue(keys)``), or the dotted name of one or of its factory."""
+    handoff = resolve(value)
+    if isinstance(handoff, type) or (callable(handoff) and not hasattr(handoff, "enqueue")):
+        handoff = handoff()
+    if not callable(getattr(handoff, "enqueue", None)):
+        raise TypeError("expected a handoff (an object with enqueue(keys)) or its dotted name")
+    return handoff
+
+
+def _celery_app(value: Any) -> Any:
+    app = resolve(value)
+    if not callable(getattr(app, "send_task", None)):
+        raise TypeError("expected a Celery app or its dotted name (myproject.celery:app)")
+    return app
+
+
+def _count(value: Any) -> int:
+    number = as_int(value)
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def _seconds(value: Any) -> float:
+    seconds = as_float(value)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+#: The keys that build a :class:`~bounce_middleware.celery_tasks.CeleryHandoff`:
+#: ``celery_app`` and, after the prefix ``celery_``, its constructor's options.
+CELERY_KEYS: Mapping[str, Converter] = {
+    "celery_app": _celery_app,
+    "celery_queue": str,
+    "celery_max_retries": _count,
+    "celery_retry_backoff": _seconds,
+    "celery_retry_backoff_max": _seconds,
+    "celery_retry_jitter": as_bool,
+    "celery_sweep_older_than": _seconds,
+    "celery_publish_retries": _count,
+}
+
+
+def celery_handoff(result: dict[str, Any], shown: Callable[[str], str]) -> None:
+    """Replace the ``celery_*`` keys read into ``result`` by the ``handoff`` they make."""
+    given = {key: result.pop(key) for key in CELERY_KEYS if key in result}
+    if not given:
+        return
+    if "celery_app" not in given:
+        raise ConfigurationError(
+            f"setting {shown(next(iter(given)))} needs {shown('celery_app')}, the Celery app "
+            "that takes the events"
+        )
+    if "handoff" in result:
+        raise ConfigurationError(
+            f"settings {shown('handoff')} and {shown('celery_app')} both hand events off; keep one"
+        )
+    # Imported here: Celery is an optional extra, needed only by those who name it.
+    try:
+        from .celery_tasks import CeleryHandoff
+    except ImportError as exc:
+        raise ImproperlyInstalled("celery", "Celery") from exc
+    app = given.pop("celery_app")
+    options = {key[len("celery_") :]: value for key, value in given.items()}
+    result["handoff"] = CeleryHandoff(app, **options)

@@ -12,14 +12,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .converters import (
+    CELERY_KEYS,
     Converter,
     as_bool,
     as_credentials,
     as_float,
+    as_handoff,
     as_int,
     as_kinds,
     as_list,
     as_store,
+    celery_handoff,
     resolve,
 )
 from .errors import ConfigurationError
@@ -82,6 +85,8 @@ MIDDLEWARE_KEYS: Mapping[str, Converter] = {
     "realm": str,
     "retry_after": _seconds,
     "lease_seconds": _positive_seconds,
+    "handoff": as_handoff,
+    **CELERY_KEYS,
 }
 
 # Keys of version 1 that make one Postmark route when ``routes`` is not given.
@@ -104,7 +109,12 @@ def parse_settings(
     ``<name>_<option>``, or ``<name>`` holding a mapping of options;
     ``handlers`` (dotted names or callables); ``store`` (a URL like
     ``sqlite:///bounces.sqlite3``, or a dotted name); ``max_body_size``,
-    ``retry_after`` and ``lease_seconds``. Version 1's ``path``,
+    ``retry_after`` and ``lease_seconds``; ``celery_app`` (a dotted name:
+    hand events to Celery) with ``celery_queue``, ``celery_max_retries``,
+    ``celery_retry_backoff``, ``celery_retry_backoff_max``,
+    ``celery_retry_jitter``, ``celery_sweep_older_than`` and
+    ``celery_publish_retries`` (see
+    :class:`~bounce_middleware.celery_tasks.CeleryHandoff`), or ``handoff``. Version 1's ``path``,
     ``credentials`` (a list, or one string of whitespace/newline separated
     ``user:password`` entries) and ``realm`` are one Postmark route (its
     ``provider`` key may still say ``postmark``). ``extra`` adds an adapter's
@@ -203,6 +213,7 @@ def read_settings(
                 f"unknown setting {unknown}; known: {names}, and provider options "
                 f"such as {shown('sendgrid.public_key')}"
             )
+    celery_handoff(result, shown)
     if routes is not None:
         for shorthand in _SHORTHAND:
             if shorthand in result:
