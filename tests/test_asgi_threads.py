@@ -252,3 +252,23 @@ def test_without_threads_async_handlers_and_stores_are_refused_when_built() -> N
     with pytest.raises(ConfigurationError, match="needs threads=True"):
         app.store = AsyncStore()  # type: ignore[assignment]
     assert app.handlers == [] and app.store is None
+
+
+def test_a_handler_object_around_an_async_function_keeps_its_name_and_kinds() -> None:
+    from bounce_middleware import Handler
+    from bounce_middleware.model import BounceKind
+
+    seen: list[str] = []
+
+    async def on_hard(bounce: Bounce) -> None:
+        seen.append(bounce.email)
+
+    given = Handler(on_hard, "my.hard", frozenset({BounceKind.HARD}))
+    app, _ = middleware(given)
+    [handler] = app.handlers
+    assert (handler.name, handler.kinds) == ("my.hard", frozenset({BounceKind.HARD}))
+    body = bounce_body(email="hard@example.com")
+    assert Exchange(chunk(body)).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    soft = bounce_body(email="soft@example.com", Type="SoftBounce", TypeCode=4001)
+    assert Exchange(chunk(soft)).run(app, http_scope("POST", PATH, AUTH)).status == 200
+    assert seen == ["hard@example.com"]
