@@ -16,6 +16,11 @@ two transactional handlers writing to that same database:
   transaction, so that duplicates overlap and a killed server leaves events
   half done.
 
+With ``BOUNCE_SCALE_STORE=postgres`` the store is a
+:class:`~bounce_middleware.postgres_store.PostgresStore` in the same database
+instead: the same handlers then leave their completions to the middleware
+(at least once).
+
 :func:`create_store_app` (``tests.scale_app:create_store_app()``) is what
 ``benchmarks/postgres_http.py`` measures: the same route on the store of
 ``BOUNCE_STORE_URL`` (a PostgresStore or an SQLiteStore) with one handler that
@@ -35,6 +40,8 @@ from sqlalchemy import orm
 from bounce_middleware import Bounce, BounceMiddleware, Delivery, open_store
 from bounce_middleware.adapters.sqlalchemy import SQLAlchemyStore, UserBounceHandler, create_all
 from bounce_middleware.adapters.sqlalchemy.users import folded
+from bounce_middleware.postgres_store import PostgresStore
+from bounce_middleware.store import Store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -125,16 +132,24 @@ def _root(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
 
 def create_app() -> WSGIApplication:
     """One server's application; ``BOUNCE_SCALE_DB`` (a ``postgresql+psycopg://`` URL),
-    ``BOUNCE_SERVER`` (its name), ``BOUNCE_LEASE_SECONDS`` and ``BOUNCE_SLOW_SECONDS``."""
+    ``BOUNCE_SCALE_STORE`` (``sqlalchemy``, or ``postgres`` for a PostgresStore in the
+    same database), ``BOUNCE_SERVER`` (its name), ``BOUNCE_LEASE_SECONDS`` and
+    ``BOUNCE_SLOW_SECONDS``."""
     global _sessions
+    url = os.environ["BOUNCE_SCALE_DB"]
     # Opened lazily: run without --preload, each worker process makes its own connections.
-    engine = sa.create_engine(os.environ["BOUNCE_SCALE_DB"], pool_size=8, max_overflow=8)
+    engine = sa.create_engine(url, pool_size=8, max_overflow=8)
     _sessions = orm.sessionmaker(bind=engine)
+    store: Store = SQLAlchemyStore(engine)
+    if os.environ["BOUNCE_SCALE_STORE"] == "postgres":
+        # Its own tables in the same database: the handlers' writes cannot join its
+        # completions, so they run at least once (and record no completion themselves).
+        store = PostgresStore(url.replace("postgresql+psycopg://", "postgresql://"))
     middleware = BounceMiddleware(
         _root,
         path=PATH,
         credentials=[f"{USER}:{PASSWORD}"],
-        store=SQLAlchemyStore(engine),
+        store=store,
         retry_after=1,
         lease_seconds=float(os.environ["BOUNCE_LEASE_SECONDS"]),
     )
