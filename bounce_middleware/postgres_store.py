@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from . import postgres_claims as claims
+from . import postgres_records as listing
 from . import postgres_retention as retention
 from .errors import ConfigurationError, ImproperlyInstalled
 from .model import Bounce, BounceKind
@@ -45,9 +46,6 @@ from .store import (
     Claim,
     Record,
     Settlement,
-    address_key,
-    kind_of,
-    rejected_record,
     rejection_key,
     rejections_can_match,
     storable,
@@ -193,55 +191,10 @@ class PostgresStore:
         if rejected:
             if not rejections_can_match(kind, email):
                 return []
-            return self._run("records", lambda c: _rejected(c, unfinished, limit))
-        clauses: list[str] = []
-        params: list[Any] = []
-        if kind is not None:
-            clauses.append("kind = %s")
-            params.append(BounceKind(kind).value)
-        if email is not None:
-            clauses.append("email_key = %s")
-            params.append(address_key(email))
-        if unfinished:
-            clauses.append("finished_at IS NULL")
-        query = (
-            "SELECT key, provider, email, kind, type, received_at, finished_at IS NOT NULL, "
-            "attempts, body, ARRAY(SELECT handler FROM bounce_completion WHERE event = e.id) "
-            "FROM bounce_event AS e"
+            return self._run("records", lambda c: listing.rejected(c, unfinished, limit))
+        return self._run(
+            "records", lambda c: listing.events(c, kind, email, unfinished=unfinished, limit=limit)
         )
-        if clauses:
-            query += f" WHERE {' AND '.join(clauses)}"
-        query += " ORDER BY id DESC"
-        if limit is not None:
-            query += " LIMIT %s"
-            params.append(max(limit, 0))
-        rows = self._run("records", lambda c: c.execute(query, params).fetchall())
-        return [
-            Record(
-                key=key,
-                provider=provider,
-                email=address,
-                kind=kind_of(kind_value),
-                type=type_,
-                received_at=received_at.astimezone(UTC),
-                finished=finished,
-                completed=frozenset(completed),
-                body=bytes(body),
-                attempts=attempts,
-            )
-            for (
-                key,
-                provider,
-                address,
-                kind_value,
-                type_,
-                received_at,
-                finished,
-                attempts,
-                body,
-                completed,
-            ) in rows
-        ]
 
     def reject(self, provider: str, body: bytes, reason: str) -> str:
         """Keep an authenticated request refused with 400 (once per provider and body)."""
@@ -293,25 +246,3 @@ class PostgresStore:
     def close(self) -> None:
         """Close this process's idle connections; a later call opens new ones."""
         self._pool.close()
-
-
-def _rejected(conn: Connection[TupleRow], unfinished: bool, limit: int | None) -> list[Record]:
-    query = "SELECT key, provider, reason, received_at, resolved_at, body FROM bounce_rejected"
-    params: list[Any] = []
-    if unfinished:
-        query += " WHERE resolved_at IS NULL"
-    query += " ORDER BY id DESC"
-    if limit is not None:
-        query += " LIMIT %s"
-        params.append(max(limit, 0))
-    return [
-        rejected_record(
-            key=key,
-            provider=provider,
-            received_at=received_at.astimezone(UTC),
-            resolved=resolved_at is not None,
-            body=bytes(body),
-            reason=reason,
-        )
-        for key, provider, reason, received_at, resolved_at, body in conn.execute(query, params)
-    ]

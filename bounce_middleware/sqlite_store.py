@@ -59,6 +59,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import sqlite_claims as claims
+from . import sqlite_records as listing
 from . import sqlite_retention as retention
 from .errors import ConfigurationError
 from .model import Bounce, BounceKind
@@ -70,9 +71,6 @@ from .store import (
     Claim,
     Record,
     Settlement,
-    address_key,
-    kind_of,
-    rejected_record,
     rejection_key,
     rejections_can_match,
     storable,
@@ -194,84 +192,11 @@ class SQLiteStore:
             # A rejected record has kind unknown and no address.
             if not rejections_can_match(kind, email):
                 return []
-            return self._rejected(unfinished=unfinished, limit=limit)
-        clauses: list[str] = []
-        params: list[object] = []
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(BounceKind(kind).value)
-        if email is not None:
-            clauses.append("email_key = ?")
-            params.append(address_key(email))
-        if unfinished:
-            clauses.append("finished_at IS NULL")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        select = f"FROM bounce_event {where} ORDER BY id DESC"
-        if limit is not None:
-            select += " LIMIT ?"
-            params.append(max(limit, 0))
-        # One read transaction: both queries see the same snapshot.
+            with self._transaction(write=False) as conn:
+                return listing.rejected(conn, unfinished=unfinished, limit=limit)
+        # One read transaction: the events and their completions from one snapshot.
         with self._transaction(write=False) as conn:
-            rows = conn.execute(
-                "SELECT id, key, provider, email, kind, type, received_at, finished_at, "
-                f"attempts, body {select}",
-                params,
-            ).fetchall()
-            completed: dict[int, set[str]] = {}
-            for event_id, name in conn.execute(
-                f"SELECT event, handler FROM bounce_completion WHERE event IN (SELECT id {select})",
-                params,
-            ):
-                completed.setdefault(event_id, set()).add(name)
-        return [
-            Record(
-                key=key,
-                provider=provider,
-                email=address,
-                kind=kind_of(kind_value),
-                type=type_,
-                received_at=datetime.fromisoformat(received_at),
-                finished=finished_at is not None,
-                completed=frozenset(completed.get(event_id, ())),
-                body=bytes(body),
-                attempts=attempts,
-            )
-            for (
-                event_id,
-                key,
-                provider,
-                address,
-                kind_value,
-                type_,
-                received_at,
-                finished_at,
-                attempts,
-                body,
-            ) in rows
-        ]
-
-    def _rejected(self, *, unfinished: bool, limit: int | None) -> list[Record]:
-        select = "SELECT key, provider, reason, received_at, resolved_at, body FROM bounce_rejected"
-        params: list[object] = []
-        if unfinished:
-            select += " WHERE resolved_at IS NULL"
-        select += " ORDER BY id DESC"
-        if limit is not None:
-            select += " LIMIT ?"
-            params.append(max(limit, 0))
-        with self._transaction(write=False) as conn:
-            rows = conn.execute(select, params).fetchall()
-        return [
-            rejected_record(
-                key=key,
-                provider=provider,
-                received_at=datetime.fromisoformat(received_at),
-                resolved=resolved_at is not None,
-                body=bytes(body),
-                reason=reason,
-            )
-            for key, provider, reason, received_at, resolved_at, body in rows
-        ]
+            return listing.events(conn, kind=kind, email=email, unfinished=unfinished, limit=limit)
 
     def reject(self, provider: str, body: bytes, reason: str) -> str:
         """Keep an authenticated request refused with 400 (once per provider and body)."""

@@ -4,6 +4,7 @@ of receipt the database stores walk (on SQLite and on the real PostgreSQL server
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,4 +224,18 @@ def test_the_walk_stops_well_past_the_cut_off(database: Database) -> None:
     assert sorted(r.key for r in store.records()) == ["postmark:2", "postmark:3"]
     # A later cut-off, past event 2, reaches it.
     assert prune(store, timedelta(days=79)) == 2
+    assert store.records() == []
+
+
+def test_prune_pauses_between_batches_when_asked() -> None:
+    store = MemoryStore()
+    for event_id in range(1, 6):
+        claim = store.claim(make_bounce(event_id), lease_seconds=LEASE)
+        store.complete(claim, "a", finished=True)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+
+    started = time.monotonic()
+    assert prune_before(store, later, batch_size=2, pause=0.1) == 5
+    # Three batches (2, 2, 1): a pause after each full one, none after the last.
+    assert 0.2 <= time.monotonic() - started < 1.0
     assert store.records() == []

@@ -11,7 +11,9 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
-from bounce_middleware import ClaimState, Store
+import pytest
+
+from bounce_middleware import ClaimState, Store, StoreUnavailable
 from bounce_middleware.retention import (
     CountingStore,
     PrunableStore,
@@ -21,7 +23,7 @@ from bounce_middleware.retention import (
     prune_before,
 )
 from tests.store_apps import LEASE, make_bounce
-from tests.store_cases import StoreCase
+from tests.store_cases import DATABASE_NAMES, StoreCase, params
 from tests.test_store import run_threads
 
 
@@ -211,3 +213,22 @@ def test_prune_beside_live_claims_never_deletes_an_unfinished_event(
     assert keys(store) == sorted(unfinished)
     assert {r.key for r in store.records(unfinished=True, limit=None)} == unfinished
     assert sum(pruned) == writers * per_writer - len(unfinished)
+
+
+@pytest.mark.parametrize("store_case", params(DATABASE_NAMES), indirect=True)
+def test_a_broken_database_makes_prune_and_counts_raise_store_unavailable(
+    store_case: StoreCase,
+) -> None:
+    store = store_case.store
+    finish(store, 1)
+    later = datetime.now(UTC) + timedelta(days=1)
+    with store_case.tables_renamed():
+        with pytest.raises(StoreUnavailable):
+            prunable(store).prune(later, limit=10)
+        with pytest.raises(StoreUnavailable):
+            counted(store)
+        with pytest.raises(StoreUnavailable):
+            prune_before(store, later)
+    # Repaired: the same store object works again.
+    assert counted(store).events == 1
+    assert prunable(store).prune(later, limit=10) == 1

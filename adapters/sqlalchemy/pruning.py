@@ -16,10 +16,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from bounce_middleware.retention import DISORDER, StoreCounts
-from bounce_middleware.store import aware
+from bounce_middleware.store import aware, unavailable
 
 from .sessions import SessionFactory, rowcount, session_scope
 from .tables import BounceEvent, CompletedHandler, Rejection
@@ -31,8 +32,18 @@ _PAGE = 1000
 _CHUNK = 500
 
 
+_WHERE = "bounce store (SQLAlchemy)"
+
+
 def prune(factory: SessionFactory, before: datetime, *, limit: int) -> int:
     """Delete at most ``limit`` finished events received before ``before``, oldest first."""
+    try:
+        return _prune(factory, before, limit)
+    except sa_exc.SQLAlchemyError as exc:
+        raise unavailable(f"{_WHERE}: prune", exc) from None
+
+
+def _prune(factory: SessionFactory, before: datetime, limit: int) -> int:
     if limit < 1:
         return 0
     # Timestamps are compared in UTC: SQLite keeps them as naive UTC text.
@@ -109,9 +120,12 @@ def counts(factory: SessionFactory, before: datetime | None) -> StoreCounts:
     rejections = sa.select(
         sa.func.count(), sa.func.count(sa.case((Rejection.resolved.is_(False), 1)))
     ).select_from(Rejection)
-    with session_scope(factory) as session:
-        total, waiting, oldest, prunable = session.execute(events).one()
-        rejected, unresolved = session.execute(rejections).one()
+    try:
+        with session_scope(factory) as session:
+            total, waiting, oldest, prunable = session.execute(events).one()
+            rejected, unresolved = session.execute(rejections).one()
+    except sa_exc.SQLAlchemyError as exc:
+        raise unavailable(f"{_WHERE}: counts", exc) from None
     return StoreCounts(
         events=total,
         unfinished=waiting,

@@ -213,18 +213,11 @@ class SQLAlchemyStore:
     def prune(self, before: datetime, *, limit: int) -> int:
         """Delete at most ``limit`` finished events received before ``before``, oldest
         first, with their completions (see :mod:`.pruning`)."""
-        try:
-            return pruning.prune(self._factory, before, limit=limit)
-        except sa_exc.SQLAlchemyError as exc:
-            raise unavailable(f"{_WHERE}: prune", exc) from None
+        return pruning.prune(self._factory, before, limit=limit)
 
     def counts(self, *, before: datetime | None = None) -> StoreCounts:
-        """Count events, unfinished events and rejected requests (and, with ``before``,
-        the finished events received before it)."""
-        try:
-            return pruning.counts(self._factory, before)
-        except sa_exc.SQLAlchemyError as exc:
-            raise unavailable(f"{_WHERE}: counts", exc) from None
+        """Count events, unfinished events and rejected requests (see :mod:`.pruning`)."""
+        return pruning.counts(self._factory, before)
 
     def writes_through(self, session: orm.Session) -> bool:
         """True when ``session`` works on this store's database, so that
