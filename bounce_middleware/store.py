@@ -119,6 +119,10 @@ class Store(Protocol):
     - Any failure to read or write raises
       :class:`~bounce_middleware.errors.StoreUnavailable` (answered 503 with
       ``Retry-After``, so the provider retries); nothing else escapes.
+
+    Optional, and kept by every shipped store: ``prune(before, *, limit)`` and
+    ``counts(*, before=None)``, for retention and for the command line's counts
+    (see :mod:`bounce_middleware.retention`).
     """
 
     def claim(self, bounce: Bounce, *, lease_seconds: float) -> Claim:
