@@ -49,10 +49,11 @@ from .asgi_http import (
 from .body import BodyTooLarge, read_body
 from .errors import ConfigurationError, PayloadError
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc
+from .handoff import Handoff
 from .middleware import shorthand_routes
 from .model import Bounce, BounceKind
 from .providers import Provider
-from .receiver import DEFAULT_MAX_BODY_SIZE, DEFAULT_RETRY_AFTER, Receiver
+from .receiver import DEFAULT_RETRY_AFTER, Receiver
 from .request import WebhookRequest
 from .store import DEFAULT_LEASE_SECONDS, Store
 from .text import loggable
@@ -80,14 +81,15 @@ class BounceMiddleware:
 
     The options are the WSGI middleware's (``routes``, or version 1's
     ``path``/``credentials``/``realm``; ``handlers``, ``store``,
-    ``max_body_size``, ``retry_after``, ``lease_seconds``, ``scope``).
+    ``max_body_size``, ``retry_after``, ``lease_seconds``, ``scope``,
+    ``handoff``).
     Lifespan and websocket scopes, and HTTP requests to any other path, go
     straight to ``app``. Handlers may be ``async def`` (awaited on the event
     loop); a store's methods may be too. ``threads=False`` runs the receiver's
     work on the event loop: only for a store and handlers that never wait.
     """
 
-    __slots__ = ("app", "routes", "receiver", "threads", "_too_large")
+    __slots__ = ("app", "routes", "receiver", "threads")
 
     def __init__(
         self,
@@ -98,11 +100,12 @@ class BounceMiddleware:
         credentials: Iterable[str] | None = None,
         handlers: Iterable[HandlerFunc | TransactionalHandlerFunc | Handler] = (),
         store: Store | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_body_size: int | None = None,
         realm: str = "bounce-middleware",
         retry_after: int = DEFAULT_RETRY_AFTER,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         scope: Callable[[], AbstractContextManager[object]] | None = None,
+        handoff: Handoff | None = None,
         threads: bool = True,
     ) -> None:
         self.app = app
@@ -116,13 +119,13 @@ class BounceMiddleware:
             retry_after=retry_after,
             lease_seconds=lease_seconds,
             scope=scope,
+            handoff=handoff,
         )
         for handler in self.receiver.handlers:
             self._check_sync(handler)
         self._check_sync(self.receiver.store)
         # The receiver's own dict: one lookup decides pass-through.
         self.routes = self.receiver.routes
-        self._too_large = Answer(413, f"body is larger than {max_body_size} bytes")
 
     @classmethod
     def from_settings(
@@ -151,7 +154,12 @@ class BounceMiddleware:
 
     @property
     def max_body_size(self) -> int:
-        """The largest body read, in bytes; a larger one is answered 413."""
+        """The largest body read, in bytes, on a route whose provider needs no more.
+
+        A larger one is answered 413; a provider that posts larger batches
+        (Mandrill) has its own limit when ``max_body_size=`` is not given:
+        ``receiver.body_limits``.
+        """
         return self.receiver.max_body_size
 
     @property
@@ -206,7 +214,7 @@ class BounceMiddleware:
         early = self.receiver.precheck(request)
         if early is not None:
             return early
-        body = await self._read_body(headers.get("content-length"), receive)
+        body = await self._read_body(path, headers.get("content-length"), receive)
         if not isinstance(body, bytes):
             return body
         full = WebhookRequest(request.method, path, headers, body, request.url, request.memo)
@@ -214,14 +222,16 @@ class BounceMiddleware:
             return self.receiver.answer(full)
         return await run_in_thread(self.receiver.answer, full)
 
-    async def _read_body(self, length: str | None, receive: Receive) -> bytes | Answer | None:
-        limit = self.receiver.max_body_size
+    async def _read_body(
+        self, path: str, length: str | None, receive: Receive
+    ) -> bytes | Answer | None:
+        limit = self.receiver.body_limits[path]
         if length is not None:
             try:
                 # The WSGI front's own check of the header, on an empty input.
                 read_body({"CONTENT_LENGTH": length, "wsgi.input": _NO_INPUT}, limit)
             except BodyTooLarge:
-                return self._refuse_too_large(limit)
+                return self._refuse_too_large(path, limit)
             except PayloadError as exc:
                 logger.warning("bounce webhook refused: %s -> 400", loggable(exc.reason))
                 return Answer(400, exc.reason)
@@ -235,7 +245,7 @@ class BounceMiddleware:
                 size += len(chunk)
                 if size > limit:
                     # Nothing more is received: the server discards the rest.
-                    return self._refuse_too_large(limit)
+                    return self._refuse_too_large(path, limit)
                 if chunk:
                     chunks.append(chunk)
                 if not message.get("more_body", False):
@@ -246,18 +256,23 @@ class BounceMiddleware:
                 )
                 return None
 
-    def _refuse_too_large(self, limit: int) -> Answer:
+    def _refuse_too_large(self, path: str, limit: int) -> Answer:
         logger.warning("bounce webhook refused: body over %d bytes -> 413", limit)
-        return self._too_large
+        return self.receiver.too_large(path)
 
     def answer(self, request: WebhookRequest) -> Answer:
         """Answer a request whose body was read (sans-IO, synchronous; see ``Receiver``)."""
         return self.receiver.answer(request)
 
     def dispatch(self, events: Bounce | tuple[Bounce, ...]) -> Answer:
-        """Run the handlers for parsed events (through the store, if any) and answer.
+        """Answer for parsed events as a request would: run their handlers (through the
+        store, if any), or with a ``handoff`` record them and queue them.
 
         Synchronous, as ``bounce-middleware replay`` calls it; ``async def``
         handlers run in an event loop of their own there.
         """
         return self.receiver.dispatch(events)
+
+    def deliver(self, events: Bounce | tuple[Bounce, ...]) -> Answer:
+        """Run the handlers for parsed events now, even with a ``handoff``, and answer."""
+        return self.receiver.deliver(events)

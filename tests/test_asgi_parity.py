@@ -184,3 +184,66 @@ def test_both_fronts_give_providers_the_same_url(front: str) -> None:
     c = make(front, routes={"/hooks/url": URLProvider()})
     c.request(path="/hooks/url?a=1&b=%20", headers={"Host": "hooks.example.com"})
     assert seen == ["http://hooks.example.com/hooks/url?a=1&b=%20"]
+
+
+class BigBatches:
+    """A provider that posts batches over the default limit (as Mandrill does)."""
+
+    name = "big"
+    methods = frozenset({"POST"})
+    refuse_status = 400
+    retry_status = None
+    max_body_size = 2 * 1024 * 1024
+
+    def authenticate(self, request: Any) -> None:
+        pass
+
+    def parse(self, request: Any) -> Any:
+        from bounce_middleware.providers import Parsed
+
+        return Parsed(handshake=f"{len(request.body)} bytes")
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_provider_with_larger_batches_has_its_own_limit(front: str) -> None:
+    body = b"x" * (1024 * 1024 + 10)
+    own = make(front, routes={"/big": BigBatches(), PATH: client(front).middleware.routes[PATH]})
+    assert own.request(path="/big", body=body).text == f"{len(body)} bytes\n"
+    # Other routes keep the default; the provider's own limit still holds on its route.
+    too_large = own.request(path=PATH, body=body, headers=AUTH)
+    assert (too_large.status, too_large.text) == (413, "body is larger than 1048576 bytes\n")
+    over = own.request(path="/big", body=b"x" * (2 * 1024 * 1024 + 1), chunk_size=65536)
+    assert (over.status, over.text) == (413, "body is larger than 2097152 bytes\n")
+    # max_body_size= caps every route.
+    capped = make(front, routes={"/big": BigBatches()}, max_body_size=1000)
+    assert capped.request(path="/big", body=body).status == 413
+
+
+class ListHandoff:
+    """A task queue that keeps the keys it was given."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def bind(self, receiver: Any) -> None:
+        pass
+
+    def enqueue(self, keys: Any) -> None:
+        self.keys.extend(keys)
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_handoff_records_and_queues_instead_of_running_the_handlers(front: str) -> None:
+    recorder, queue, store = Recorder(), ListHandoff(), MemoryStore()
+    c = client(front, recorder, store=store, handoff=queue)
+    body = bounce_body()
+    reply = c.request(body=body, headers=AUTH)
+    assert (reply.status, reply.text) == (200, "accepted; queued for the handlers\n")
+    assert recorder.seen == [] and queue.keys == [f"postmark:{json.loads(body)['ID']}"]
+    [record] = store.records(limit=None)
+    assert not record.finished
+    # The worker's call: the handlers run now.
+    from bounce_middleware.providers.postmark import parse_postmark
+
+    assert c.middleware.deliver(parse_postmark(body).events[0]).status == 200
+    assert len(recorder.seen) == 1
