@@ -228,3 +228,19 @@ def test_from_settings_reads_the_same_keys() -> None:
         {"bounce.routes": f"{PATH} postmark", "bounce.postmark.credentials": "u:long-pass-word"},
     )
     assert list(app.routes) == [PATH] and app.max_body_size == 1024 * 1024
+
+
+def test_the_options_are_the_wsgi_middlewares() -> None:
+    # A new WSGI option must reach the ASGI front too; threads= is the ASGI front's own.
+    import inspect
+
+    from bounce_middleware import BounceMiddleware as WSGIMiddleware
+
+    def options(cls: type) -> dict[str, Any]:
+        parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        return {n: p.default for n, p in parameters.items() if n not in ("self", "app")}
+
+    asgi = options(BounceMiddleware)
+    assert asgi.pop("threads") is True
+    assert asgi == options(WSGIMiddleware)
+    assert set(dir(WSGIMiddleware)) - set(dir(BounceMiddleware)) == {"handle"}  # WebOb
