@@ -50,12 +50,12 @@ from tests.scale_servers import Attempt, Gunicorn, Provider, running
 
 EVENTS = {"sqlalchemy": 10_000, "postgres": 3_000}
 CLIENTS = 12
-STORMS = 12
+STORMS = 10
 COPIES = 10  # per server, all at once
 DOOMED = 6  # slow events sent to the server about to be killed
-IN_FLIGHT = 3  # of which at least this many are half done when it is killed
-SLOW = 1.5  # seconds the ``slow`` events' second handler holds its transaction
-LEASE = 4.0  # seconds a killed server's claims block the others
+IN_FLIGHT = 2  # of which at least this many are half done when it is killed
+SLOW = 2.0  # seconds the ``slow`` events' second handler holds its transaction
+LEASE = 5.0  # seconds a killed server's claims block the others
 WORKERS, THREADS = 2, 4  # per server
 VICTIM = 1
 LOADS = [f"user{n}@scale.example" for n in range(max(EVENTS.values()))]
