@@ -157,8 +157,8 @@ def kill_mid_event(engine: sa.Engine, server: Gunicorn, keys: list[str]) -> set[
         assert time.monotonic() < deadline, f"only {len(before)} slow events half done"
         time.sleep(0.02)
     assert server.kill(), "the server had no workers"
-    # One that committed between the look and the kill is not in flight. No survivor can
-    # have taken one over yet: their leases (LEASE) outlast their handler (SLOW).
+    # One that committed between the look and the kill was not in flight. No survivor has
+    # claimed one: they were sent to this server alone, and go elsewhere once it fails.
     return before & half_done(engine, keys)
 
 
