@@ -7,6 +7,7 @@ parsing, rejection records and delivery are this module's, tested once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -170,8 +171,18 @@ class Receiver:
         kinds: Iterable[BounceKind | str] | None = None,
         name: str | None = None,
     ) -> Handler:
-        """Register a handler, optionally for some kinds only; names must be unique."""
-        handler = make_handler(func, kinds=kinds, name=name)
+        """Register a handler, optionally for some kinds only; names must be unique.
+
+        An ``async def`` handler is awaited: on the request's event loop under
+        the ASGI front, in a loop of its own elsewhere (WSGI, ``replay``, a worker).
+        """
+        if _is_async(func.func if isinstance(func, Handler) else func):
+            # Imported only then: the bridge brings asyncio, which WSGI sites need not load.
+            from .asgi_bridge import bridged_handler
+
+            handler = bridged_handler(func, kinds=kinds, name=name)
+        else:
+            handler = make_handler(func, kinds=kinds, name=name)
         if any(h.name == handler.name for h in self.handlers):
             raise ConfigurationError(
                 f"a handler named {handler.name!r} is already registered; "
@@ -389,6 +400,13 @@ class Receiver:
             loggable(key),
         )
         return None
+
+
+def _is_async(func: object) -> bool:
+    # An async def function, or an object whose __call__ is one (as asgi_bridge.is_async).
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - any callable object
+    )
 
 
 def _acknowledged(record_types: tuple[str, ...]) -> Answer:
