@@ -8,7 +8,8 @@ line of ``wsgi.py``::
 
 What users call is importable from this package once Django's apps are
 loaded (:data:`__all__`); each lives in a submodule: ``wsgi``
-(:func:`~.wsgi.wrap`, :func:`~.wsgi.get_wsgi_application`), ``handlers``
+(:func:`~.wsgi.wrap`, :func:`~.wsgi.get_wsgi_application`), ``asgi``
+(:func:`~.asgi.wrap`, :func:`~.asgi.get_asgi_application`), ``handlers``
 (:class:`~.handlers.UserBounceHandler`, its default instance
 :data:`~.handlers.notify_users`), ``middleware``
 (:class:`~.middleware.BounceNoticeMiddleware`), ``store``
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised only without Django
     raise ImproperlyInstalled("django", "Django") from None
 
 if TYPE_CHECKING:
+    from .asgi import get_asgi_application
     from .conf import BounceState, get_state
     from .db import Folded
     from .handlers import UserBounceHandler, notify_users
@@ -43,6 +45,7 @@ __all__ = [
     "DjangoStore",
     "Folded",
     "UserBounceHandler",
+    "get_asgi_application",
     "get_state",
     "get_wsgi_application",
     "notify_users",
@@ -55,6 +58,7 @@ _HOME = {
     "DjangoStore": "store",
     "Folded": "db",
     "UserBounceHandler": "handlers",
+    "get_asgi_application": "asgi",
     "get_state": "conf",
     "get_wsgi_application": "wsgi",
     "notify_users": "handlers",
