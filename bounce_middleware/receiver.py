@@ -18,18 +18,17 @@ from .delivery import deliver
 from .errors import (
     ConfigurationError,
     PayloadError,
-    StoreUnavailable,
     TemporaryFailure,
     Unauthorized,
 )
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc, make_handler
 from .handoff import Handoff, hand_off
 from .model import Bounce, BounceKind
-from .providers.base import POST_ONLY, Parsed, Provider, Rejection
+from .providers.base import POST_ONLY, Parsed, Provider
+from .refusals import NOT_AUTHENTICATED, Refusals
 from .request import WebhookRequest
 from .scope import DeliveryScope
 from .store import DEFAULT_LEASE_SECONDS, Store, check_store
-from .text import loggable
 
 logger = logging.getLogger("bounce_middleware")
 
@@ -40,11 +39,10 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_RETRY_AFTER = 60
 
 NOT_FOUND = Answer(404, "no webhook route here")
-NOT_AUTHENTICATED = Answer(401, "not authenticated")
 _PROVIDER_METHODS = ("name", "methods", "refuse_status", "retry_status", "authenticate", "parse")
 
 
-class Receiver:
+class Receiver(Refusals):
     """Routes, handlers and a store: answers every request to a webhook route.
 
     ``routes`` maps each path to its provider. The fronts own one and keep
@@ -318,88 +316,6 @@ class Receiver:
         finally:
             # Whatever the scope's exit does, the answer stands: the store has it recorded.
             scope.close()
-
-    def _unauthenticated(
-        self, provider: Provider, request: WebhookRequest, exc: Unauthorized
-    ) -> Answer:
-        if exc.keep:
-            # Authentic but not authorised (an SNS topic nobody configured): the provider
-            # counts a 4xx as delivered and never sends it again, so keep it.
-            logger.error(
-                "%s webhook refused: %s -> 401; configure it to accept these",
-                provider.name,
-                loggable(exc.reason),
-            )
-            kept = self._keep(provider, request.body, exc.reason, 401)
-            if kept is not None:
-                return kept
-        else:
-            logger.warning("%s webhook refused: %s -> 401", provider.name, loggable(exc.reason))
-        answer = self._unauthorized.get(exc.challenge)
-        if answer is None:
-            answer = Answer(
-                401, "authentication required", (("WWW-Authenticate", exc.challenge or ""),)
-            )
-            self._unauthorized[exc.challenge] = answer
-        return answer
-
-    def _retry_later(self, provider: Provider, exc: TemporaryFailure) -> Answer:
-        logger.error("%s webhook: %s -> 503", provider.name, loggable(exc.reason))
-        return Answer(503, "temporarily unable to process this request; retry later", self._retry)
-
-    def _refuse(self, provider: Provider, body: bytes, reason: str) -> Answer:
-        """Answer an authenticated body the parser refused, keeping it in the store.
-
-        Nothing authenticated is dropped: the store keeps the body and reason as
-        a rejected record (``bounce-middleware list --rejected``, ``replay``). If
-        the store cannot, the answer is 503 so that the provider retries.
-        Without a store one ERROR line says what was lost, and why.
-        """
-        failure = self._keep(provider, body, reason, provider.refuse_status)
-        return failure if failure is not None else Answer(provider.refuse_status, reason)
-
-    def _keep_rejections(self, provider: Provider, rejected: Sequence[Rejection]) -> Answer | None:
-        for rejection in rejected:
-            failure = self._keep(provider, rejection.body, rejection.reason, 200)
-            if failure is not None:
-                return failure
-        return None
-
-    def _keep(self, provider: Provider, body: bytes, reason: str, status: int) -> Answer | None:
-        """Keep a refused body as a rejected record; the 503 to answer if the store cannot."""
-        store = self.store
-        shown = loggable(reason)
-        if store is None:
-            logger.error(
-                "authenticated %s webhook refused and not kept (no store configured): %s -> %d",
-                provider.name,
-                shown,
-                status,
-            )
-            return None
-        scope = DeliveryScope(self.scope, f"{provider.name}:rejected")
-        try:
-            if not scope.enter():
-                raise StoreUnavailable("the delivery scope could not be entered")
-            key = store.reject(provider.name, body, reason)
-        except StoreUnavailable as exc:
-            logger.error(
-                "authenticated %s webhook refused (%s) and the store could not keep it (%s) -> 503",
-                provider.name,
-                shown,
-                loggable(exc),
-            )
-            return self._unavailable
-        finally:
-            scope.close()
-        logger.warning(
-            "%s webhook refused: %s -> %d; kept as rejected record %s",
-            provider.name,
-            shown,
-            status,
-            loggable(key),
-        )
-        return None
 
 
 def _is_async(func: object) -> bool:
