@@ -148,7 +148,10 @@ def run(args: argparse.Namespace, path: Path) -> int:
                     )
     rows = _report(args, samples)
     store_json = path / "postgres_store.json"
-    print("\nclaim + completion per event, no HTTP (python -m benchmarks.postgres_store):")
+    print(
+        "\nclaim + completion per event, no HTTP: python -m benchmarks.postgres_store, "
+        "on the same PostgreSQL server (another database unless --postgres)"
+    )
     from . import postgres_store
 
     store_args = ["--postgres", args.store_postgres, "--json", str(store_json)]
