@@ -265,7 +265,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("sqlite:///b.sqlite3?mode=memory", "unknown store URL option"),
         ("sqlite:///b.sqlite3?synchronous=maybe", "synchronous"),
         ("sqlite:///b.sqlite3?&&", "malformed"),
-        ("postgresql://db/bounces", "unsupported store URL"),
+        ("mysql://db/bounces", "unsupported store URL"),
     ],
 )
 def test_open_store_rejects_bad_urls(url: str, message: str) -> None:
