@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
+from typing import TYPE_CHECKING, TypeAlias
 
 from bounce_middleware.errors import ConfigurationError
 from bounce_middleware.middleware import BounceMiddleware
@@ -13,17 +15,25 @@ from bounce_middleware.store import Store
 
 from .common import CommandError, open_existing_store, printable
 
-# Attributes under which WSGI wrappers keep the app they wrap: BounceMiddleware and most
-# middleware use `app`, Flask keeps its (wrapped) WSGI callable in `wsgi_app`, whitenoise
-# uses `application`.
-WRAPPED_ATTRS = ("app", "wsgi_app", "application")
+if TYPE_CHECKING:
+    from bounce_middleware import asgi
+
+#: Either front: they share the receiver and everything ``replay``, ``list`` and ``prune`` use.
+AnyMiddleware: TypeAlias = "BounceMiddleware | asgi.BounceMiddleware"
+
+# Attributes under which wrappers keep the app they wrap: BounceMiddleware and most
+# middleware (WSGI and ASGI, Starlette's included) use `app`, Flask keeps its (wrapped)
+# WSGI callable in `wsgi_app`, whitenoise uses `application`, Starlette and FastAPI their
+# middleware stack in `middleware_stack`.
+WRAPPED_ATTRS = ("app", "wsgi_app", "application", "middleware_stack")
 _WHAT_TO_NAME = (
-    "name the BounceMiddleware, a WSGI app wrapping it (found through .app, .wsgi_app or "
-    ".application), or a function of no arguments returning either"
+    "name the BounceMiddleware (WSGI or ASGI), an app wrapping it (found through .app, "
+    ".wsgi_app, .application or a Starlette/FastAPI middleware stack), or a function of no "
+    "arguments returning either"
 )
 
 
-def load_middleware(spec: str) -> BounceMiddleware:
+def load_middleware(spec: str) -> AnyMiddleware:
     """Import ``module:attr`` and find the BounceMiddleware in it (see ``replay --help``).
 
     Every failure is a :class:`CommandError` naming what is wrong: the import,
@@ -76,8 +86,11 @@ def chosen_store(store: str | None, app: str | None, *, read_only: bool = False)
     return found
 
 
-def find_middleware(app: object) -> BounceMiddleware | None:
+def find_middleware(app: object) -> AnyMiddleware | None:
     """The BounceMiddleware that is ``app`` or that ``app`` wraps, following wrapped apps."""
+    fronts: tuple[type, ...] = (BounceMiddleware,)
+    if "bounce_middleware.asgi" in sys.modules:  # an ASGI application imported it already
+        fronts += (sys.modules["bounce_middleware.asgi"].BounceMiddleware,)
     seen: set[int] = set()
     queue = [app]
     while queue and len(seen) < 64:
@@ -85,8 +98,9 @@ def find_middleware(app: object) -> BounceMiddleware | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, BounceMiddleware):
-            return current
+        if isinstance(current, fronts):
+            return current  # type: ignore[return-value]
+        _build_starlette_stack(current)
         for attr in WRAPPED_ATTRS:
             try:
                 inner = getattr(current, attr, None)
@@ -95,6 +109,15 @@ def find_middleware(app: object) -> BounceMiddleware | None:
             if inner is not None:
                 queue.append(inner)
     return None
+
+
+def _build_starlette_stack(app: object) -> None:
+    # Starlette (and FastAPI) build their middleware, ours included, on the first request:
+    # build it now, as that first request would.
+    build = getattr(app, "build_middleware_stack", None)
+    if callable(build) and getattr(app, "middleware_stack", False) is None:
+        with contextlib.suppress(Exception):  # not Starlette's after all: nothing to follow
+            app.middleware_stack = build()  # type: ignore[attr-defined]
 
 
 def required_parameters(target: object) -> list[str] | None:

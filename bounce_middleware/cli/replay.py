@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from bounce_middleware.errors import PayloadError, StoreUnavailable, TemporaryFailure
-from bounce_middleware.middleware import BounceMiddleware
 from bounce_middleware.providers import Parsed, Provider
 from bounce_middleware.request import post
 from bounce_middleware.store import Record, Store
@@ -32,7 +31,7 @@ from .common import (
     store_option,
     utc,
 )
-from .finder import load_middleware
+from .finder import AnyMiddleware, load_middleware
 
 
 def add_parser(commands: Any) -> None:
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             close_store(opened)
 
 
-def _replay(middleware: BounceMiddleware, store: Store, *, dry_run: bool) -> int:
+def _replay(middleware: AnyMiddleware, store: Store, *, dry_run: bool) -> int:
     try:
         events = list(store.records(unfinished=True, limit=None))
         rejected = list(unresolved_rejections(store))
@@ -153,9 +152,7 @@ def _parse(provider: Provider, body: bytes) -> Parsed:
     return provider.parse(post(body=body))
 
 
-def replay_event(
-    middleware: BounceMiddleware, record: Record, *, dry_run: bool
-) -> tuple[bool, str]:
+def replay_event(middleware: AnyMiddleware, record: Record, *, dry_run: bool) -> tuple[bool, str]:
     """Replay one stored event; return whether it is (or would be) finished, and a line."""
     label = f"{printable(record.key)} {printable(record.type)} {printable(record.email)}"
     if not record.body:
@@ -188,7 +185,7 @@ def replay_event(
     return answer.status == 200, f"{label}: ran {names} -> {answer.status} {answer.reason}"
 
 
-def _routes_of(middleware: BounceMiddleware, name: str) -> list[Provider]:
+def _routes_of(middleware: AnyMiddleware, name: str) -> list[Provider]:
     """Every configured provider named ``name`` (two SES routes for two accounts...)."""
     found: dict[int, Provider] = {}
     for provider in middleware.routes.values():
@@ -197,7 +194,7 @@ def _routes_of(middleware: BounceMiddleware, name: str) -> list[Provider]:
     return list(found.values())
 
 
-def _no_route(middleware: BounceMiddleware, record: Record) -> str:
+def _no_route(middleware: AnyMiddleware, record: Record) -> str:
     configured = ", ".join(sorted(middleware.providers))
     return (
         f"its provider {printable(record.provider)!r} has no route in this application "
@@ -206,7 +203,7 @@ def _no_route(middleware: BounceMiddleware, record: Record) -> str:
 
 
 def replay_rejected(
-    middleware: BounceMiddleware, store: Store, record: Record, *, dry_run: bool
+    middleware: AnyMiddleware, store: Store, record: Record, *, dry_run: bool
 ) -> tuple[bool, str]:
     """Run one rejected request through today's parser and, if it parses, the middleware.
 
