@@ -267,6 +267,7 @@ def report(store: str, outcome: Outcome, servers: list[Gunicorn]) -> None:
     answers = dict(sorted(Counter(a.status for a in attempts).items()))
     applied_by = dict(sorted(Counter(server for _, server in outcome.effects).items()))
     claimed_again = sum(1 for r in outcome.records.values() if r.attempts > 1)
+    twice = sum(1 for n in Counter(k for k, _ in outcome.effects).values() if n > 1)
     print(
         f"\n{store}: {len(outcome.keys)} events ({len(outcome.storms)} stormed "
         f"{COPIES * len(servers)} times, {len(outcome.in_flight)} half done at the kill) over "
@@ -274,7 +275,7 @@ def report(store: str, outcome: Outcome, servers: list[Gunicorn]) -> None:
         f"{len(attempts) / outcome.seconds:.0f}/s; answers {answers}; first deliveries "
         f"p50 {percentile([a.seconds for a in first], 0.5) * 1000:.1f} ms, "
         f"p99 {percentile([a.seconds for a in first], 0.99) * 1000:.1f} ms; claimed again "
-        f"{claimed_again}; applied by {applied_by}"
+        f"{claimed_again}; applied twice {twice}; applied by {applied_by}"
     )
 
 
