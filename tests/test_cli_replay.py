@@ -207,9 +207,9 @@ def test_a_request_refused_before_an_upgrade_is_kept_and_replayed_after_it(
         ("wrong_factory", "wrong_factory() returned a str with no BounceMiddleware in it"),
         ("steady", "no BounceMiddleware in steady, and it is not an application factory: it "
          "needs arguments (bounce)"),
-        ("CALLS", "no BounceMiddleware in this PosixPath; name the BounceMiddleware, a WSGI app "
-         "wrapping it (found through .app, .wsgi_app or .application), or a function of no "
-         "arguments returning either"),
+        ("CALLS", "no BounceMiddleware in this PosixPath; name the BounceMiddleware (WSGI or "
+         "ASGI), an app wrapping it (found through .app, .wsgi_app, .application or a "
+         "Starlette/FastAPI middleware stack), or a function of no arguments returning either"),
         ("no_such_attribute", "has no attribute 'no_such_attribute'"),
     ],
 )  # fmt: skip
