@@ -198,7 +198,10 @@ def freeze_arrays(value: Any) -> Any:
     """
     kind = type(value)
     if kind is list:
-        return tuple([freeze_arrays(item) if type(item) in _CONTAINERS else item for item in value])
+        for item in value:
+            if type(item) in _CONTAINERS:
+                return tuple([freeze_arrays(i) if type(i) in _CONTAINERS else i for i in value])
+        return tuple(value)  # scalars only (tags, addresses): copied in C
     if kind is MappingProxyType:
         changed: dict[str, Any] | None = None
         for key, item in value.items():
