@@ -252,6 +252,10 @@ def test_django_settings_hand_off_and_autodiscovered_tasks_build_the_worker_side
         celery.autodiscover_tasks(["bounce_middleware.adapters.django"], force=True)
         receiver = receiver_for(celery)
         assert handoff_of_receiver(receiver).app is celery
+        # A worker of another Celery app is not given this configuration.
+        from bounce_middleware.adapters.django.tasks import django_receiver
+
+        assert django_receiver(celery_app.make_celery("redis://127.0.0.1:9/0")) is None
         deliver_queued(celery, redis, f"postmark:{payload['ID']}")
     notice = BounceNotice.objects.get()
     assert notice.email == "ann@example.com"

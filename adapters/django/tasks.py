@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from bounce_middleware.celery_tasks import add_receiver_loader, deliver, sweep_task
+from bounce_middleware.celery_tasks import CeleryHandoff, add_receiver_loader, deliver, sweep_task
 from bounce_middleware.middleware import BounceMiddleware
 
 from .conf import get_state
@@ -33,10 +33,14 @@ def _no_application(environ: Any, start_response: Any) -> Iterable[bytes]:
     return [b"not served by a worker\n"]
 
 
-def django_receiver(app: Celery) -> Receiver:
-    """The receiver ``BOUNCE_MIDDLEWARE`` configures, as :func:`.wsgi.wrap` builds it."""
-    middleware = BounceMiddleware(_no_application, scope=connection_scope, **get_state().middleware)
-    return middleware.receiver
+def django_receiver(app: Celery) -> Receiver | None:
+    """The receiver ``BOUNCE_MIDDLEWARE`` configures, as :func:`.wsgi.wrap` builds it, when
+    its ``CELERY_APP`` is ``app``; None for a worker of another Celery app."""
+    options = get_state().middleware
+    handoff = options.get("handoff")
+    if not (isinstance(handoff, CeleryHandoff) and handoff.app is app):
+        return None
+    return BounceMiddleware(_no_application, scope=connection_scope, **options).receiver
 
 
 add_receiver_loader(django_receiver)
