@@ -6,11 +6,12 @@ Also the vocabulary every framework adapter shares (:data:`DEFAULT_NOTIFY_KINDS`
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, StoreUnavailable
 from .model import Bounce, BounceKind
@@ -137,6 +138,17 @@ FAILED, SUCCEEDED, RECORDED = "failed", "succeeded", "recorded"
 COMPLETION_RETRY_DELAYS = (0.1, 0.2)
 
 
+def _await(awaitable: Any) -> Any:
+    # A plain function that returned a coroutine (a functools.wraps decorator around an
+    # async def): run it, as an async def handler is run, rather than count it done unrun.
+    from .asgi_bridge import call_async
+
+    async def result() -> Any:
+        return await awaitable
+
+    return call_async(result)
+
+
 def run_handler(
     handler: Handler, bounce: Bounce, store: Store | None, claim: Claim | None, finishes: bool
 ) -> str:
@@ -144,12 +156,15 @@ def run_handler(
     or :data:`RECORDED`."""
     try:
         if not handler.transactional:
-            handler.func(bounce)
+            if inspect.isawaitable(result := handler.func(bounce)):
+                _await(result)
             return SUCCEEDED
         if claim is None:  # no store: nothing to record, but the same call shape
             claim = Claim(bounce.key, ClaimState.NEW)
         delivery = Delivery(claim, store, handler.name, finishes)
         done = handler.func(bounce, delivery)
+        if inspect.isawaitable(done):
+            done = _await(done)
     except Exception:
         # The traceback is the user's own code; the bounce itself is not logged.
         logger.exception(

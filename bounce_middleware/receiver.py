@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
@@ -39,6 +40,7 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_RETRY_AFTER = 60
 
 NOT_FOUND = Answer(404, "no webhook route here")
+_UNEXPECTED = Answer(500, "an unexpected error occurred; retry later")
 _PROVIDER_METHODS = ("name", "methods", "refuse_status", "retry_status", "authenticate", "parse")
 
 
@@ -194,11 +196,29 @@ class Receiver(Refusals):
         provider = self.routes.get(request.path)
         if provider is None:
             return NOT_FOUND
-        answer = self._answer(provider, request)
         retry_status = provider.retry_status
-        if retry_status is not None and answer.status >= 500:
-            # A provider that retries only on one status (Brevo: 429) gets that one, and
+        if retry_status is None:
+            return self._answer(provider, request)
+        try:
+            answer = self._answer(provider, request)
+        except Exception as exc:
+            # A provider that drops an event on any 5xx (Brevo) must not see the server's
+            # 500 for a bug either. Where it happened, not the message: it may quote the body.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            logger.error(
+                "%s webhook: unexpected %s at %s:%d -> %d",
+                provider.name,
+                type(exc).__name__,
+                where.filename,
+                where.lineno or 0,
+                retry_status,
+            )
+            answer = _UNEXPECTED
+        if answer.status >= 500:
+            # That provider retries only on one status (Brevo: 429): it gets that one, and
             # with it when to come back (a handler's failure has no Retry-After of its own).
+            logger.info("%s retries only %d: answered it instead of %d", provider.name,
+                        retry_status, answer.status)  # fmt: skip
             headers = answer.headers
             if not any(name == "Retry-After" for name, _ in headers):
                 headers = (*headers, *self._retry)

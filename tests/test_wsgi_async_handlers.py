@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from webtest import TestApp
 
 from bounce_middleware import Bounce, BounceMiddleware, MemoryStore
@@ -42,3 +45,23 @@ def test_an_async_handler_runs_and_a_failing_one_is_retried() -> None:
     assert store.records()[0].completed == {f"{__name__}.{flag.__qualname__}"}
     post(app, 200)  # already processed: not run again
     assert ran == ["postmark:77"]
+
+
+def test_a_plain_function_returning_a_coroutine_is_awaited_too() -> None:
+    ran: list[str] = []
+
+    async def flag(bounce: Bounce) -> None:
+        ran.append(bounce.key)
+
+    @functools.wraps(flag)
+    def decorated(bounce: Bounce) -> Any:  # a decorator that does not know async def
+        return flag(bounce)
+
+    store = MemoryStore()
+    middleware = BounceMiddleware(
+        site, routes={"/pm": Postmark(credentials=[":".join(CREDENTIAL)])}, store=store
+    )
+    middleware.add_handler(decorated, name="decorated")
+    post(TestApp(middleware), 200)
+    assert ran == ["postmark:77"]
+    assert store.records()[0].completed == {"decorated"}
