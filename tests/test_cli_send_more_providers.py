@@ -143,6 +143,7 @@ def test_wrong_secrets_are_401_with_advice_and_nothing_recorded(
         (["--provider", "mailjet"], "no user name"),
         (["--provider", "sparkpost"], "pass --user and --password"),
         (["--provider", "resend"], "no signing key"),
+        (["--provider", "brevo", "--user", "u", "--password", "p", "--secret", "t"], "not both"),
         (["--provider", "brevo", "--signed-url", "http://x/"], "--signed-url applies to Mandrill"),
     ],
 )
@@ -164,3 +165,13 @@ def test_mandrill_signs_the_url_the_route_names_with_signed_url(server: Server) 
     assert main(["send", url, *AUTH["mandrill"]]) == 1  # signed over the URL posted to: 401
     assert main(["send", url, *AUTH["mandrill"], "--signed-url", PUBLIC_URL]) == 0
     assert [b.provider for b in server.received] == ["mandrill"]
+
+
+def test_the_resend_test_route_prints_a_secret_that_loads_and_accepts_the_samples(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", "--provider", "resend", "--test-route"]) == 0
+    printed = capsys.readouterr().out
+    secret = printed.split('Resend(secret="')[1].split('"')[0]
+    Resend(secret=secret)  # a placeholder would raise ConfigurationError here
+    assert f"--secret {secret}" in printed

@@ -7,7 +7,9 @@ configuration (in Python and as flat settings) and the ``send`` command to try.
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import shlex
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -137,15 +139,18 @@ def _brevo() -> RouteSetup:
 
 
 def _resend() -> RouteSetup:
+    # A secret of the right shape, made now: a placeholder would not load (whsec_ + base64).
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
     return RouteSetup(
         "Resend",
         ("from bounce_middleware.providers import Resend",),
-        'Resend(secret="whsec_YOUR-SIGNING-SECRET")',
-        (("secret", "whsec_YOUR-SIGNING-SECRET"),),
-        ("--provider", "resend", "--secret", "whsec_YOUR-SIGNING-SECRET"),
-        "Resend signs with the webhook's signing secret (whsec_..., shown with the webhook); "
-        "send signs with the secret --secret (or BOUNCE_SECRET) gives, so any route with that "
-        "secret accepts the sample, a production one too: the sample then reaches your handlers.",
+        f'Resend(secret="{secret}")',
+        (("secret", secret),),
+        ("--provider", "resend", "--secret", secret),
+        "Resend signs with the webhook's signing secret (whsec_..., shown with the webhook; "
+        "above, a new random one for a test route); send signs with the secret --secret (or "
+        "BOUNCE_SECRET) gives, so any route with that secret accepts the sample, a "
+        "production one too: the sample then reaches your handlers.",
     )
 
 

@@ -214,6 +214,11 @@ def _sample(args: argparse.Namespace, provider: SampleProvider, target: Target) 
             f"no signing key: pass --secret (the route's {provider.label} signing key) "
             f"or set {SECRET_ENV}"
         )
+    if provider.secret == "token" and secret and target.user:
+        raise CommandError(
+            f"{provider.label} sends Basic credentials or a bearer token, not both: "
+            "give --user and --password, or --secret"
+        )
     if provider.secret == "token" and not secret and not target.user:
         raise CommandError(
             f"no credentials: pass --user and --password (the route's {provider.label} "
