@@ -180,7 +180,7 @@ def test_64_bit_message_ids_are_kept_exact_never_through_a_float(message_id: int
         assert bounce.message_id == str(message_id)
         assert type(bounce.raw["MessageID"]) is int and bounce.raw["MessageID"] == message_id
         assert str(message_id).encode() in bounce.body  # written back as the same digits
-        assert json.loads(bounce.dedup_id or "")[0] == message_id
+        assert json.loads(bounce.dedup_id or "")[0] == str(message_id)
 
 
 def test_two_ids_a_double_cannot_tell_apart_are_two_events() -> None:
@@ -294,7 +294,7 @@ def test_tags_and_metadata_are_what_the_sender_attached_and_odd_types_stay_in_ra
 
 def test_the_dedup_key_is_message_id_event_time_and_email_and_holds_no_address() -> None:
     bounce = one(dumps(EVENT))
-    assert bounce.dedup_id == f'[{BIG_ID},"bounce",1685525050,"ann@example.com"]'
+    assert bounce.dedup_id == f'["{BIG_ID}","bounce",1685525050,"ann@example.com"]'
     digest = hashlib.sha256(bounce.dedup_id.encode()).hexdigest()
     assert bounce.key == f"mailjet:dedup-sha256:{digest}"
     assert "ann" not in bounce.key
@@ -312,6 +312,36 @@ def test_the_same_event_alone_or_grouped_has_the_same_key_and_others_do_not() ->
     ]
     for change in changes:
         assert one(dumps(EVENT | change)).key != alone.key
+
+
+def test_one_event_has_one_key_however_its_message_id_is_written_alone_or_grouped() -> None:
+    # Mailjet's single-event samples carry the number MessageID; its grouped sample only
+    # the deprecated string mj_message_id: the same event must not be applied twice.
+    event = {
+        "event": "bounce",
+        "time": 1430812195,
+        "email": "ann@example.com",
+        "hard_bounce": True,
+        "error_related_to": "recipient",
+        "error": "user unknown",
+    }
+    spellings: list[dict[str, Any]] = [
+        {"MessageID": 13792286917004336},
+        {"MessageID": "13792286917004336"},
+        {"mj_message_id": "13792286917004336"},
+        {"MessageID": None, "mj_message_id": "13792286917004336"},
+        {"MessageID": 13792286917004336, "mj_message_id": "13792286917004336"},
+        {"MessageID": 13792286917004336, "Message_GUID": "1ab23cd4-e567-8901"},
+    ]
+    keys = set()
+    for spelling in spellings:
+        for body in (dumps(event | spelling), dumps([event | spelling])):
+            bounce = one(body)
+            assert bounce.message_id == "13792286917004336"
+            keys.add(bounce.key)
+    assert len(keys) == 1
+    # The GUID counts only without either: another id, another key.
+    assert one(dumps(event | {"Message_GUID": "1ab23cd4-e567-8901"})).key not in keys
 
 
 def test_each_bounce_keeps_its_event_alone_which_parses_again_to_the_same_event() -> None:

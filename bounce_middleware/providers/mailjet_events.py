@@ -6,9 +6,11 @@ mixed types. The tables follow Mailjet's Event API guide (``docs/providers.md``
 in the project, section 4, "Mailjet").
 
 Mailjet gives no event id. The de-duplication key (:attr:`Bounce.key`, which
-holds only its digest) is the JSON list ``[MessageID, event, time, email]``:
-the same event gets the same key whether it arrives alone or in a grouped
-batch, and a retried batch runs nothing twice.
+holds only its digest) is the JSON list ``[message_id, event, time, email]``
+with ``message_id`` as a decimal string (below): the same event gets the same
+key whether it arrives alone or in a grouped batch, whether its id came as the
+number ``MessageID`` or the string ``mj_message_id``, and a retried batch runs
+nothing twice.
 
 Fields: ``message_id`` is ``str(MessageID)`` (a 64-bit integer, read as a
 Python int: never through a float, so no digit is lost), else the deprecated
@@ -168,7 +170,7 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
     email = get("email")
     if not email:
         raise PayloadError("required field email is missing or empty")
-    message_id, dedup_message_id = _message_id(data)
+    message_id = _message_id(data)
     stamp = get("time")
     bounced_at = _time(stamp)
     data = freeze_event(data, check_surrogates=check_surrogates)
@@ -190,7 +192,7 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
         tags=_tags(get("customcampaign")),
         metadata=_metadata(data),
         raw=data,
-        dedup_id=json.dumps([dedup_message_id, name, stamp, email], separators=(",", ":")),
+        dedup_id=json.dumps([message_id, name, stamp, email], separators=(",", ":")),
         body=event_body(data),
     )
 
@@ -217,23 +219,29 @@ def _lower(value: Any) -> str:
     return value.strip().lower() if type(value) is str else ""
 
 
-def _message_id(data: Mapping[str, Any]) -> tuple[str | None, int | str | None]:
-    """``message_id``, and the value the de-duplication key holds (the integer as received)."""
+def _message_id(data: Mapping[str, Any]) -> str | None:
+    """The message id as a decimal string, whichever field holds it.
+
+    ``MessageID`` (an integer, or its digits as a string), else the deprecated
+    ``mj_message_id`` (the same digits as a string: Mailjet's grouped sample
+    has only that), else ``Message_GUID``. One text for one message, so the
+    de-duplication key of an event does not depend on how its id was written.
+    """
     value = data.get("MessageID")
     if type(value) is int:
-        return str(value), value
+        return str(value)
     if value is not None and type(value) is not str:
         # A float here lost digits before it reached us: never guess the id from it.
         raise PayloadError(f"field MessageID must be an integer, not {article(json_type(value))}")
     if value:
-        return value, value
+        return value
     for field in ("mj_message_id", "Message_GUID"):
         value = data.get(field)
         if value is not None and type(value) is not str:
             raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
         if value:
-            return value, value
-    return None, None
+            return value
+    return None
 
 
 def _time(value: Any) -> datetime | None:
