@@ -28,12 +28,13 @@ from typing import Any
 
 from .answer import Answer
 from .asgi_bridge import (
+    DEFAULT_MAX_THREADS,
     AsyncHandler,
     AsyncStoreBridge,
+    WorkerThreads,
     bridged_handler,
     bridged_store,
     given_store,
-    run_in_thread,
 )
 from .asgi_http import (
     ASGIApp,
@@ -85,11 +86,14 @@ class BounceMiddleware:
     ``handoff``).
     Lifespan and websocket scopes, and HTTP requests to any other path, go
     straight to ``app``. Handlers may be ``async def`` (awaited on the event
-    loop); a store's methods may be too. ``threads=False`` runs the receiver's
-    work on the event loop: only for a store and handlers that never wait.
+    loop); a store's methods may be too. The receiver's work runs in the
+    middleware's own pool of ``max_threads`` worker threads (default
+    ``DEFAULT_MAX_THREADS``), never the loop's default executor.
+    ``threads=False`` runs it on the event loop instead: only for a store and
+    handlers that never wait.
     """
 
-    __slots__ = ("app", "routes", "receiver", "threads")
+    __slots__ = ("app", "routes", "receiver", "threads", "workers")
 
     def __init__(
         self,
@@ -107,10 +111,14 @@ class BounceMiddleware:
         scope: Callable[[], AbstractContextManager[object]] | None = None,
         handoff: Handoff | None = None,
         threads: bool = True,
+        max_threads: int | None = None,
     ) -> None:
         self.app = app
         #: False: the receiver's work runs on the event loop, not in a worker thread.
         self.threads = threads
+        #: The worker threads the receiver's work runs in (None with ``threads=False``).
+        count = _thread_count(max_threads, threads)
+        self.workers = WorkerThreads(count) if threads else None
         self.receiver = Receiver(
             shorthand_routes(routes, path, credentials, realm),
             handlers=[bridged_handler(h) for h in handlers],
@@ -218,9 +226,9 @@ class BounceMiddleware:
         if not isinstance(body, bytes):
             return body
         full = WebhookRequest(request.method, path, headers, body, request.url, request.memo)
-        if not self.threads:
+        if self.workers is None:
             return self.receiver.answer(full)
-        return await run_in_thread(self.receiver.answer, full)
+        return await self.workers.run(self.receiver.answer, full)
 
     async def _read_body(
         self, path: str, length: str | None, receive: Receive
@@ -276,3 +284,15 @@ class BounceMiddleware:
     def deliver(self, events: Bounce | tuple[Bounce, ...]) -> Answer:
         """Run the handlers for parsed events now, even with a ``handoff``, and answer."""
         return self.receiver.deliver(events)
+
+
+def _thread_count(max_threads: int | None, threads: bool) -> int:
+    if max_threads is None:
+        return DEFAULT_MAX_THREADS
+    if not threads:
+        raise ConfigurationError("max_threads= sizes the worker threads: threads=False has none")
+    if type(max_threads) is not int or max_threads < 1:
+        raise ConfigurationError(
+            f"max_threads must be a whole number of 1 or more, got {max_threads!r}"
+        )
+    return max_threads

@@ -1,8 +1,8 @@
 """The ASGI front's threads: the synchronous core in a worker, ``async def`` code on the loop.
 
 The receiver, the delivery and the stores are synchronous, and one copy of
-them serves both fronts. The ASGI front runs them in a worker thread
-(:func:`run_in_thread`), so the event loop never waits on a store or a
+them serves both fronts. The ASGI front runs them in a worker thread of its
+own (:class:`WorkerThreads`), so the event loop never waits on a store or a
 handler. An ``async def`` handler, or an async store's ``async def`` methods,
 are called from that thread like any other: the call is handed back to the
 request's event loop and the worker waits for its result. The delivery
@@ -17,8 +17,11 @@ its own (``asyncio.run``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from functools import partial
 from typing import Any, TypeVar
@@ -42,37 +45,68 @@ def is_async(func: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-async def run_in_thread(func: Callable[[Any], T], arg: Any) -> T:
-    """``func(arg)`` in a worker thread; its ``async def`` callees run on this loop.
+#: Worker threads of one ASGI middleware unless ``max_threads=`` says otherwise: the size
+#: of asyncio's default executor, so the capacity the front had there is unchanged.
+DEFAULT_MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
-    Under asyncio, ``asyncio.to_thread``: the standard library (the core needs
-    no optional dependency), and on this project's machine half the cost per
-    call of ``anyio.to_thread.run_sync`` (see benchmarks/asgi.py). Its pool is
-    the loop's default executor; an application sizes it with
-    ``loop.set_default_executor(ThreadPoolExecutor(n))``. Under another event
-    loop (trio), anyio's threads, which such a deployment has with Starlette.
+
+class WorkerThreads:
+    """The ASGI front's own threads: ``run(func, arg)`` calls ``func(arg)`` in one of them.
+
+    Its ``async def`` callees run on the calling loop meanwhile. Never the
+    loop's default executor: a worker waits there for an ``async def``
+    handler, and a handler that needs the default executor itself
+    (``loop.getaddrinfo``, ``asyncio.to_thread``, an HTTP client connecting)
+    would wait for a thread its own delivery holds; as many webhooks at once
+    as that executor has threads, and none would ever be answered. Under
+    asyncio, a ``ThreadPoolExecutor`` of ``max_threads`` (``run_in_executor``
+    is the standard library, and half the cost per call of anyio's threads on
+    this project's machine: see benchmarks/asgi.py). Under another event loop
+    (trio), anyio's threads, limited by a ``CapacityLimiter`` of its own.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return await _run_in_anyio_thread(func, arg)
-    token = _PORTAL.set(partial(_on_loop, loop))
-    try:
-        # to_thread copies this context into the worker: the portal goes with it.
-        return await asyncio.to_thread(func, arg)
-    finally:
+
+    __slots__ = ("max_threads", "_executor", "_pid", "_limiter")
+
+    def __init__(self, max_threads: int) -> None:
+        #: How many deliveries run at once; the others wait for a thread.
+        self.max_threads = max_threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._limiter: Any = None
+
+    async def run(self, func: Callable[[Any], T], arg: Any) -> T:
+        """``func(arg)`` in a worker thread, with this context (and the loop's portal)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return await self._run_in_anyio_thread(func, arg)
+        token = _PORTAL.set(partial(_on_loop, loop))
+        context = contextvars.copy_context()
         _PORTAL.reset(token)
+        return await loop.run_in_executor(self._pool(), context.run, func, arg)
 
+    def _pool(self) -> ThreadPoolExecutor:
+        # A pool whose threads ran before a fork (a preloading server) has none in the
+        # child, yet may count them as idle: each process starts its own.
+        pid = os.getpid()
+        if self._executor is None or self._pid != pid:
+            self._executor = ThreadPoolExecutor(self.max_threads, "bounce-middleware")
+            self._pid = pid
+        return self._executor
 
-async def _run_in_anyio_thread(func: Callable[[Any], T], arg: Any) -> T:
-    import anyio.from_thread
-    import anyio.to_thread
+    async def _run_in_anyio_thread(self, func: Callable[[Any], T], arg: Any) -> T:
+        import anyio
+        import anyio.from_thread
+        import anyio.to_thread
 
-    token = _PORTAL.set(anyio.from_thread.run)
-    try:
-        return await anyio.to_thread.run_sync(func, arg)
-    finally:
-        _PORTAL.reset(token)
+        if self._limiter is None:
+            # Made on the loop: older anyio versions need one to make a limiter.
+            self._limiter = anyio.CapacityLimiter(self.max_threads)
+        token = _PORTAL.set(anyio.from_thread.run)
+        try:
+            return await anyio.to_thread.run_sync(func, arg, limiter=self._limiter)
+        finally:
+            _PORTAL.reset(token)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, func: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -231,7 +231,8 @@ def test_from_settings_reads_the_same_keys() -> None:
 
 
 def test_the_options_are_the_wsgi_middlewares() -> None:
-    # A new WSGI option must reach the ASGI front too; threads= is the ASGI front's own.
+    # A new WSGI option must reach the ASGI front too; threads= and max_threads= are the
+    # ASGI front's own.
     import inspect
 
     from bounce_middleware import BounceMiddleware as WSGIMiddleware
@@ -242,5 +243,6 @@ def test_the_options_are_the_wsgi_middlewares() -> None:
 
     asgi = options(BounceMiddleware)
     assert asgi.pop("threads") is True
+    assert asgi.pop("max_threads") is None
     assert asgi == options(WSGIMiddleware)
     assert set(dir(WSGIMiddleware)) - set(dir(BounceMiddleware)) == {"handle"}  # WebOb

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
 
 from bounce_middleware import Bounce, ConfigurationError, MemoryStore
+from bounce_middleware.asgi_bridge import DEFAULT_MAX_THREADS
 from tests.fronts import PATH, http_scope
 from tests.test_asgi_front import AUTH, Exchange, bounce_body, chunk, middleware
+
+#: Seconds after which a wait that should end at once is a hang: never a measure of speed.
+HANG = 60
 
 
 def test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop() -> None:
@@ -272,3 +279,129 @@ def test_a_handler_object_around_an_async_function_keeps_its_name_and_kinds() ->
     soft = bounce_body(email="soft@example.com", Type="SoftBounce", TypeCode=4001)
     assert Exchange(chunk(soft)).run(app, http_scope("POST", PATH, AUTH)).status == 200
     assert seen == ["hard@example.com"]
+
+
+def test_an_async_handler_using_the_default_executor_answers_while_it_is_saturated() -> None:
+    # As many concurrent webhooks as the loop's default executor has threads, each with
+    # an async handler that needs that executor (getaddrinfo, to_thread, httpx connecting):
+    # the deliveries' workers must not be the threads the handlers wait for.
+    def lookup() -> str:
+        return "resolved"
+
+    answers: list[str] = []
+
+    async def handler(bounce: Bounce) -> None:
+        answers.append(await asyncio.get_running_loop().run_in_executor(None, lookup))
+
+    app, _ = middleware(handler, store=MemoryStore())
+    size = 2
+
+    async def main() -> list[int]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(size))
+        exchanges = [Exchange(chunk(bounce_body(ID=n))) for n in range(size)]
+        calls = (app(http_scope("POST", PATH, AUTH), e.receive, e.send) for e in exchanges)
+        # Only turns a deadlock into a failure: the work takes milliseconds.
+        await asyncio.wait_for(asyncio.gather(*calls), HANG)
+        return [e.status for e in exchanges]
+
+    assert asyncio.run(main()) == [200] * size
+    assert answers == ["resolved"] * size
+
+
+def test_the_deliveries_run_in_the_middlewares_own_threads_max_threads_at_once() -> None:
+    # One thread: three concurrent webhooks take turns in it, each with its request's context.
+    request_id: contextvars.ContextVar[int] = contextvars.ContextVar("request_id")
+    seen: list[tuple[int, str, int]] = []
+
+    def handler(bounce: Bounce) -> None:
+        thread = threading.current_thread()
+        seen.append((thread.ident or 0, thread.name, request_id.get()))
+
+    app, _ = middleware(handler, max_threads=1)
+    assert app.workers is not None and app.workers.max_threads == 1
+
+    async def post(n: int) -> int:
+        request_id.set(n)  # as an outer middleware would, per request (each task its own)
+        exchange = Exchange(chunk(bounce_body(ID=n)))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        return exchange.status
+
+    async def main() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(post(n) for n in range(3))), HANG)
+
+    assert asyncio.run(main()) == [200] * 3
+    assert len({ident for ident, _, _ in seen}) == 1
+    assert all(name.startswith("bounce-middleware") for _, name, _ in seen)
+    assert sorted(n for _, _, n in seen) == [0, 1, 2]
+    default, _ = middleware()
+    assert default.workers is not None and default.workers.max_threads == DEFAULT_MAX_THREADS
+
+
+def test_under_trio_max_threads_limits_anyio_threads() -> None:
+    import anyio.from_thread
+    import trio
+    import trio.testing
+
+    steps: list[str] = []
+
+    def handler(bounce: Bounce) -> None:
+        steps.append("start")
+        # Every other request runs until it blocks: into this handler too, if it may.
+        anyio.from_thread.run(trio.testing.wait_all_tasks_blocked)
+        steps.append("end")
+
+    app, _ = middleware(handler, max_threads=1)
+
+    async def post(n: int) -> None:
+        exchange = Exchange(chunk(bounce_body(ID=n)))
+        await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
+        assert exchange.status == 200
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for n in range(3):
+                nursery.start_soon(post, n)
+
+    trio.run(main)
+    trio.run(main)  # a second run of the same application is limited alike
+    assert steps == ["start", "end"] * 6
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "4", True])
+def test_max_threads_must_be_a_positive_whole_number(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_threads must be a whole number"):
+        middleware(max_threads=bad)
+
+
+def test_max_threads_without_threads_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="threads=False has none"):
+        middleware(max_threads=4, threads=False)
+    app, _ = middleware(threads=False)
+    assert app.workers is None
+
+
+def test_a_forked_process_starts_worker_threads_of_its_own() -> None:
+    # A preloading server forks after the application (here: its pool) has served: the
+    # child has none of the parent's threads, though the pool counted one as idle.
+    app, _ = middleware(lambda bounce: None)
+
+    def post(n: int) -> int:
+        async def main() -> int:
+            exchange = Exchange(chunk(bounce_body(ID=n)))
+            await asyncio.wait_for(
+                app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send), HANG
+            )
+            return exchange.status
+
+        return asyncio.run(main())
+
+    assert post(1) == 200
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        status = 1
+        try:
+            status = 0 if post(2) == 200 else 2
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0
