@@ -275,6 +275,24 @@ def test_an_authentic_malformed_body_gets_400_is_kept_and_still_refused_by_repla
     assert seen.bounces == []
 
 
+def test_tags_nested_too_deeply_to_write_back_get_400_and_are_kept(store: Store) -> None:
+    # 600 objects deep in data.tags decode, but cannot be written back as a tag's text:
+    # that raised RecursionError (a 500 Resend retries for a day) instead of a refusal.
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(600):
+        inner["a"] = {}
+        inner = inner["a"]
+    seen = Seen()
+    middleware = make_middleware(seen, store=store)
+    request = sign_request(resend_event("hard", tags={"k": deep}), secret=SECRET)
+    response = deliver(middleware, request, 400)
+    assert "body is nested too deeply" in response.text
+    [kept] = store.records(rejected=True)
+    assert kept.reason == "body is nested too deeply"
+    assert seen.bounces == [] and store.records() == []
+
+
 def test_the_body_kept_for_a_refused_request_parses_to_the_svix_id_key() -> None:
     provider = Resend(secret=SECRET)
     headers, body = sign_request(resend_event("hard"), secret=SECRET, msg_id="msg_kept")

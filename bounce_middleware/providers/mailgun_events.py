@@ -48,7 +48,16 @@ def parse_mailgun(body: bytes) -> Parsed:
 
 def parse_decoded(data: Mapping[str, Any], body: bytes) -> Parsed:
     """Parse a body already decoded by :func:`~.base.load_json_object` (read-only
-    mappings and tuples, as this module expects)."""
+    mappings and tuples, as this module expects). Raises nothing but PayloadError."""
+    try:
+        return _parse_decoded(data, body)
+    except RecursionError:
+        # A user variable nested some hundreds deep decodes, but cannot be written
+        # back as the compact JSON its metadata value is.
+        raise PayloadError("body is nested too deeply") from None
+
+
+def _parse_decoded(data: Mapping[str, Any], body: bytes) -> Parsed:
     event_data = data.get("event-data")
     if event_data is None:
         raise PayloadError("field event-data is missing: not a Mailgun webhook body")

@@ -79,7 +79,17 @@ def parse_resend(body: bytes, msg_id: str | None = None) -> Parsed:
 
     Without ``msg_id``, a replay envelope (what a Bounce keeps as ``body``)
     supplies it. The signature is not checked here (:meth:`Resend.authenticate` is).
+    Raises nothing but :class:`PayloadError`.
     """
+    try:
+        return _parse(body, msg_id)
+    except RecursionError:
+        # The decoder reads deeper than the encoder writes: a tag value nested some
+        # hundreds deep decodes, then cannot be written back as text (data.tags).
+        raise PayloadError("body is nested too deeply") from None
+
+
+def _parse(body: bytes, msg_id: str | None) -> Parsed:
     data = load_json_object(body)
     if msg_id is None and data.keys() == ENVELOPE_KEYS:
         msg_id = data["svix-id"]
