@@ -80,7 +80,9 @@ def chosen_store(store: str | None, app: str | None, *, read_only: bool = False)
     """The store ``--store URL`` names (it wins), else that of ``--app``'s middleware."""
     if store or not app:
         return open_existing_store(store, read_only=read_only)
-    found = load_middleware(app).store
+    # The store the receiver calls: under ASGI, an async store's bridge (each coroutine
+    # method run to its end here); under WSGI, the store itself.
+    found = load_middleware(app).receiver.store
     if found is None:
         raise CommandError(f"--app {app}: the middleware has no store; pass --store")
     return found

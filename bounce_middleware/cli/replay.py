@@ -74,7 +74,9 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay unfinished events, then unresolved rejected requests, oldest first."""
     middleware = load_middleware(args.app)
-    own = middleware.store
+    # The receiver's store, not the one given: under ASGI an async store's methods are
+    # coroutine functions, and only the receiver's bridge runs them from this code.
+    own = middleware.receiver.store
     if args.store:
         # A copy, so the application object keeps its own store.
         middleware = copy.copy(middleware)
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         middleware.store = open_existing_store(args.store)
     elif own is None:
         raise CommandError("the middleware has no store: pass --store")
-    store = middleware.store
+    store = middleware.receiver.store
     assert store is not None
     try:
         return _replay(middleware, store, dry_run=args.dry_run)
