@@ -107,10 +107,15 @@ SET finished_at = CASE WHEN %(finished)s THEN coalesce(e.finished_at, now())
 WHERE e.key = %(key)s AND (%(finished)s OR e.lease_token = %(token)s)"""
 
 # The events are locked in key order before anything else is written (see _CLAIM_MANY).
+# An event settled twice in one batch (a delivery whose lease ran out, and the one that
+# took it over) brings every token: whichever holds the lease frees it, as one release
+# after the other would.
 _SETTLE_MANY = """WITH settled AS MATERIALIZED (
-    SELECT e.id, s.token, s.finished
-    FROM unnest(%(keys)s::text[], %(tokens)s::text[], %(finished)s::boolean[])
-        AS s(key, token, finished)
+    SELECT e.id, s.tokens, s.finished
+    FROM (SELECT key, array_agg(token) AS tokens, bool_or(finished) AS finished
+          FROM unnest(%(keys)s::text[], %(tokens)s::text[], %(finished)s::boolean[])
+              AS u(key, token, finished)
+          GROUP BY key) AS s
     JOIN bounce_event AS e ON e.key = s.key
     ORDER BY e.key
     FOR NO KEY UPDATE OF e
@@ -123,10 +128,10 @@ _SETTLE_MANY = """WITH settled AS MATERIALIZED (
 )
 UPDATE bounce_event AS e
 SET finished_at = CASE WHEN s.finished THEN coalesce(e.finished_at, now()) ELSE e.finished_at END,
-    lease_token = CASE WHEN e.lease_token = s.token THEN NULL ELSE e.lease_token END,
-    lease_expires = CASE WHEN e.lease_token = s.token THEN NULL ELSE e.lease_expires END
+    lease_token = CASE WHEN e.lease_token = ANY(s.tokens) THEN NULL ELSE e.lease_token END,
+    lease_expires = CASE WHEN e.lease_token = ANY(s.tokens) THEN NULL ELSE e.lease_expires END
 FROM settled AS s
-WHERE e.id = s.id AND (s.finished OR e.lease_token = s.token)"""
+WHERE e.id = s.id AND (s.finished OR e.lease_token = ANY(s.tokens))"""
 
 
 def claim(conn: Connection[TupleRow], bounce: Bounce, *, lease_seconds: float) -> Claim:
@@ -218,21 +223,20 @@ def release(conn: Connection[TupleRow], claim: Claim, *, finished: bool) -> None
 
 def settle_many(conn: Connection[TupleRow], settlements: Sequence[Settlement]) -> None:
     """Record each settlement's completed handlers, then release its claim: one statement."""
-    finishing: dict[str, bool] = {}
-    tokens: dict[str, str] = {}
-    for settlement in settlements:
-        key = storable(settlement.claim.key)
-        finishing[key] = finishing.get(key, False) or settlement.finished
-        tokens.setdefault(key, settlement.claim.token)
+    keys = [storable(s.claim.key) for s in settlements]
     done = sorted(
-        {(storable(s.claim.key), storable(name)) for s in settlements for name in s.completed}
+        {
+            (key, storable(name))
+            for key, s in zip(keys, settlements, strict=True)
+            for name in s.completed
+        }
     )
     conn.execute(
         _SETTLE_MANY,
         {
-            "keys": list(tokens),
-            "tokens": list(tokens.values()),
-            "finished": [finishing[key] for key in tokens],
+            "keys": keys,
+            "tokens": [s.claim.token for s in settlements],
+            "finished": [s.finished for s in settlements],
             "handler_keys": [key for key, _ in done],
             "handlers": [name for _, name in done],
         },
