@@ -41,6 +41,11 @@ MAPPING: list[tuple[dict[str, Any], str | None]] = [
     ({"event": "bounce", "hard_bounce": False, "error": "greylisted"}, "soft"),
     ({"event": "bounce", "hard_bounce": False, "error": "quota exceeded"}, "soft"),
     ({"event": "bounce", "hard_bounce": False, "error_related_to": "system"}, "soft"),
+    # Mailjet's table: system issues "never be permanent", greylisting is retried.
+    ({"event": "bounce", "hard_bounce": True, "error_related_to": "system"}, "soft"),
+    ({"event": "bounce", "error_related_to": "system", "error": "connection issue"}, "soft"),
+    ({"event": "bounce", "hard_bounce": True, "error": "greylisted"}, "soft"),
+    ({"event": "bounce", "error_related_to": "domain", "error": "greylisted"}, "soft"),
     # The spam class decides before the flag: the receiver refused the sender or content.
     ({"event": "bounce", "hard_bounce": True, "error_related_to": "spam"}, "blocked"),
     ({"event": "bounce", "hard_bounce": False, "error_related_to": "spam"}, "blocked"),
@@ -54,8 +59,21 @@ MAPPING: list[tuple[dict[str, Any], str | None]] = [
     ({"event": "blocked", "error_related_to": "recipient", "error": "spam reporter"}, "suppressed"),
     ({"event": "blocked", "error_related_to": "recipient", "error": "user unknown"}, "suppressed"),
     ({"event": "blocked", "error_related_to": "domain", "error": "typofix"}, "suppressed"),
-    ({"event": "blocked", "error_related_to": "policy issue", "error": ""}, "suppressed"),
-    ({"event": "blocked"}, "suppressed"),
+    ({"event": "blocked", "error_related_to": "recipient", "error": "something new"}, "suppressed"),
+    ({"event": "blocked", "error_related_to": "mailjet", "error": ""}, "suppressed"),
+    # Temporary in Mailjet's error table: the system class and greylisting.
+    ({"event": "blocked", "error_related_to": "system", "error": "system issue"}, "soft"),
+    ({"event": "blocked", "error_related_to": "system", "error": "protocol issue"}, "soft"),
+    ({"event": "blocked", "error_related_to": "System", "error": "connection issue"}, "soft"),
+    ({"event": "blocked", "error_related_to": "system", "error": "something new"}, "soft"),
+    ({"event": "blocked", "error_related_to": "domain", "error": "greylisted"}, "soft"),
+    ({"event": "blocked", "error": "Greylisted"}, "soft"),
+    # The sender or the content as spam: not the address.
+    ({"event": "blocked", "error_related_to": "spam", "error": "sender blocked"}, "blocked"),
+    # No class, or one outside the table: not enough to flag the address.
+    ({"event": "blocked", "error_related_to": "policy issue", "error": ""}, "unknown"),
+    ({"event": "blocked", "error_related_to": "something new", "error": "odd"}, "unknown"),
+    ({"event": "blocked"}, "unknown"),
     ({"event": "blocked", "error_related_to": "mailjet", "error": "duplicate in campaign"}, None),
     ({"event": "blocked", "error": "Duplicate in campaign"}, None),
     (

@@ -43,6 +43,7 @@ from .json_batch import event_body, freeze_event, load_json_array, parse_event_l
 
 __all__ = [
     "ACKNOWLEDGED_EVENTS",
+    "BLOCKED_CLASS_KINDS",
     "BLOCKED_ERROR_KINDS",
     "EVENT_KINDS",
     "EXPECTED",
@@ -64,8 +65,9 @@ ACKNOWLEDGED_EVENTS = frozenset({"sent", "open", "click"})
 
 #: ``bounce`` with ``error_related_to: "spam"`` (sender blocked, content blocked, policy
 #: issue): the receiving server refused the sender or the content, whatever
-#: ``hard_bounce`` says. Any other class (recipient, domain, system; or a value outside
-#: Mailjet's table, such as a captured ``"policy issue"``) goes by ``hard_bounce``.
+#: ``hard_bounce`` says. A temporary class (below) is soft whatever it says too. Any
+#: other class (recipient, domain; or a value outside Mailjet's table, such as a
+#: captured ``"policy issue"``) goes by ``hard_bounce``.
 SPAM_CLASS = "spam"
 BLOCKED_BOUNCE = (K.BLOCKED, "The receiving server blocked the sender or the content")
 HARD_BOUNCE = (K.HARD, "The receiving server rejected the message permanently")
@@ -74,6 +76,13 @@ SOFT_BOUNCE = (K.SOFT, "The receiving server refused the message for now")
 UNKNOWN_BOUNCE = (K.UNKNOWN, "The message bounced")
 #: Appended to a bounce's description when it carries ``blocked: true``.
 NOW_BLOCKED = "; Mailjet now blocks this address"
+#: Mailjet's error table calls these temporary: the ``system`` class (system, protocol
+#: and connection issues on Mailjet's side: "never be permanent") and ``greylisted``
+#: ("Delivery will be re-attempted"). Soft on a bounce and on a blocked event alike.
+TEMPORARY_CLASS = "system"
+TEMPORARY_ERRORS = frozenset({"greylisted", "system issue", "protocol issue", "connection issue"})
+SYSTEM_BOUNCE = (K.SOFT, "The message bounced on a temporary problem at Mailjet")
+GREYLISTED_BOUNCE = (K.SOFT, "The receiving server greylisted the message; Mailjet retries")
 
 #: ``blocked`` events (Mailjet did not send) by ``error`` (lower case). None: acknowledged.
 BLOCKED_ERROR_KINDS: Mapping[str, tuple[BounceKind, str] | None] = {
@@ -84,11 +93,25 @@ BLOCKED_ERROR_KINDS: Mapping[str, tuple[BounceKind, str] | None] = {
     "user unknown": (K.SUPPRESSED, "Not sent: the address bounced as unknown before"),
     "bad or empty template": (K.ERROR, "Not sent: the template is empty or invalid"),
     "error in template language": (K.ERROR, "Not sent: the template language has an error"),
+    "greylisted": (K.SOFT, "Not sent yet: the receiving server greylisted it (temporary)"),
+    "system issue": (K.SOFT, "Not sent: a temporary problem at Mailjet"),
+    "protocol issue": (K.SOFT, "Not sent: a temporary protocol problem at Mailjet"),
+    "connection issue": (K.SOFT, "Not sent: a temporary connection problem at Mailjet"),
 }
-#: ``blocked`` with ``error_related_to: "content"`` and an error not listed: ours to fix.
-CONTENT_BLOCKED = (K.ERROR, "Not sent: Mailjet refused the message's content")
-#: Any other ``blocked`` event: Mailjet will not send to the address.
-OTHER_BLOCKED = (K.SUPPRESSED, "Not sent: Mailjet blocked the address")
+#: ``blocked`` events whose error is not listed, by ``error_related_to`` (lower case).
+BLOCKED_CLASS_KINDS: Mapping[str, tuple[BounceKind, str]] = {
+    # The address itself (or its domain, or Mailjet's list of them): not sent to it.
+    "recipient": (K.SUPPRESSED, "Not sent: Mailjet blocked the address"),
+    "domain": (K.SUPPRESSED, "Not sent: Mailjet blocked the address's domain"),
+    "mailjet": (K.SUPPRESSED, "Not sent: Mailjet blocked the address"),
+    # The sender or the content, not the address.
+    "spam": (K.BLOCKED, "Not sent: Mailjet blocked the sender or the content as spam"),
+    "content": (K.ERROR, "Not sent: Mailjet refused the message's content"),
+    TEMPORARY_CLASS: (K.SOFT, "Not sent: a temporary problem at Mailjet"),
+}
+#: Any other ``blocked`` event (no class, or one outside Mailjet's table): Mailjet did not
+#: say why, which is not enough to flag the address.
+OTHER_BLOCKED = (K.UNKNOWN, "Not sent: Mailjet blocked the message without a known reason")
 #: The name acknowledged for ``blocked`` / ``duplicate in campaign``.
 DUPLICATE = "duplicate_in_campaign"
 
@@ -198,8 +221,12 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
 
 
 def _bounce_rule(data: Mapping[str, Any]) -> tuple[BounceKind, str]:
-    if _lower(data.get("error_related_to")) == SPAM_CLASS:
+    related_to = _lower(data.get("error_related_to"))
+    if related_to == SPAM_CLASS:
         return BLOCKED_BOUNCE
+    error = _lower(data.get("error"))
+    if related_to == TEMPORARY_CLASS or error in TEMPORARY_ERRORS:
+        return GREYLISTED_BOUNCE if error == "greylisted" else SYSTEM_BOUNCE
     hard = data.get("hard_bounce")
     if hard is None:
         return UNKNOWN_BOUNCE
@@ -210,9 +237,7 @@ def _blocked_rule(data: Mapping[str, Any]) -> tuple[BounceKind, str] | None:
     error = _lower(data.get("error"))
     if error in BLOCKED_ERROR_KINDS:
         return BLOCKED_ERROR_KINDS[error]
-    if _lower(data.get("error_related_to")) == "content":
-        return CONTENT_BLOCKED
-    return OTHER_BLOCKED
+    return BLOCKED_CLASS_KINDS.get(_lower(data.get("error_related_to")), OTHER_BLOCKED)
 
 
 def _lower(value: Any) -> str:
