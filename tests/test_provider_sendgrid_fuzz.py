@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -182,9 +181,6 @@ def test_unauthenticated_requests_get_401_whatever_their_headers(
 
 def test_a_thousand_event_batch_parses_each_event_on_its_own() -> None:
     batch = [sendgrid_event(SENDGRID_KINDS[i % len(SENDGRID_KINDS)]) for i in range(1000)]
-    started = time.perf_counter()
     parsed = parse_sendgrid(sendgrid_body(batch))
-    elapsed = time.perf_counter() - started
     assert len(parsed.events) + len(parsed.acknowledged) == 1000
     assert len({bounce.key for bounce in parsed.events}) == len(parsed.events)
-    assert elapsed < 5  # generous: a sanity bound, not a benchmark

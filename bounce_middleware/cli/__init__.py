@@ -29,7 +29,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import prune, records, replay, send, serve
+from . import prune, records, replay, send, serve, sweep
 from .common import EXIT_USAGE, PROG, CommandError, package_version
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -57,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Receive e-mail bounce webhooks in any WSGI app: tools for checking "
-        "a deployment, inspecting, replaying and pruning recorded bounces, and a demo.",
+        description="Receive e-mail bounce webhooks in any WSGI or ASGI app: tools for "
+        "checking a deployment, inspecting, replaying, sweeping and pruning recorded bounces, "
+        "and a demo.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (send, records, replay, prune, serve):
+    for module in (send, records, replay, prune, sweep, serve):
         module.add_parser(commands)
     return parser
