@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .answer import Answer
+from .answer import UNREADABLE_BODY, Answer
 from .asgi_bridge import (
     DEFAULT_MAX_THREADS,
     AsyncHandler,
@@ -246,7 +246,26 @@ class BounceMiddleware:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except OSError as exc:
+                # The connection itself failed (a reset): ASGI servers raise OSError
+                # subclasses for a closed connection, so an answer could not be sent.
+                logger.warning(
+                    "bounce webhook: the connection failed before its body was read (%s); "
+                    "not answered",
+                    type(exc).__name__,
+                )
+                return None
+            except Exception as exc:
+                # A server's or an outer middleware's own error (RuntimeError...): the
+                # connection may be alive, so answer as the WSGI front does. Only the
+                # class is logged: the message may quote the peer or the body.
+                logger.warning(
+                    "bounce webhook: could not read the request body (%s) -> 400",
+                    type(exc).__name__,
+                )
+                return UNREADABLE_BODY
             kind = message["type"]
             if kind == "http.request":
                 chunk = message.get("body", b"")

@@ -174,6 +174,60 @@ def test_a_client_that_leaves_gets_no_answer_and_nothing_is_dispatched(
     ]
 
 
+class FailingReceive(Exchange):
+    """A server whose ``receive()`` raises ``error`` once the given messages are used up."""
+
+    def __init__(self, error: Exception, *messages: Message) -> None:
+        super().__init__(*messages)
+        self.error = error
+
+    async def receive(self) -> Message:
+        self.received += 1
+        if self.messages:
+            return self.messages.pop(0)
+        raise self.error
+
+
+@pytest.mark.parametrize("after", [0, 1], ids=["at-once", "midway"])
+@pytest.mark.parametrize("error", [RuntimeError, ValueError])
+def test_a_receive_that_raises_is_answered_400_as_the_wsgi_front_answers_it(
+    after: int, error: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[Bounce] = []
+    app, downstream = middleware(received.append)
+    body = bounce_body()
+    messages = [chunk(body[:20], more=True)][:after]
+    failing = FailingReceive(error("peer 203.0.113.9 sent garbage"), *messages)
+    with caplog.at_level(logging.WARNING, "bounce_middleware"):
+        exchange = failing.run(app, http_scope("POST", PATH, AUTH))
+    assert (exchange.status, exchange.sent[1]["body"]) == (
+        400,
+        b"could not read the request body\n",
+    )
+    assert (received, downstream.paths) == ([], [])
+    assert [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()] == [
+        f"bounce webhook: could not read the request body ({error.__name__}) -> 400"
+    ]
+    assert "203.0.113.9" not in caplog.text  # only the class: the message may hold anything
+
+
+@pytest.mark.parametrize("after", [0, 1], ids=["at-once", "midway"])
+def test_a_receive_that_raises_oserror_is_a_client_gone_and_not_answered(
+    after: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[Bounce] = []
+    app, _ = middleware(received.append)
+    messages = [chunk(bounce_body()[:20], more=True)][:after]
+    failing = FailingReceive(ConnectionResetError("reset by 203.0.113.9"), *messages)
+    with caplog.at_level(logging.WARNING, "bounce_middleware"):
+        exchange = failing.run(app, http_scope("POST", PATH, AUTH))
+    assert (exchange.sent, received) == ([], [])
+    assert [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()] == [
+        "bounce webhook: the connection failed before its body was read "
+        "(ConnectionResetError); not answered"
+    ]
+
+
 def test_a_send_on_a_closed_connection_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     received: list[Bounce] = []
     app, _ = middleware(received.append)
