@@ -22,6 +22,7 @@ calls.
 from __future__ import annotations
 
 import os
+import re
 import select
 import threading
 import weakref
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     Conn = Connection[TupleRow]
 
-__all__ = ["ConnectionPool", "parse_dsn"]
+__all__ = ["ConnectionPool", "parse_dsn", "refuse_unencoded"]
 
 # Connections inherited over fork(): never used nor closed in the child (closing one
 # would end the parent's session), only kept from the collector, whose clean-up of an
@@ -219,16 +220,44 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+_URL_PREFIXES = ("postgresql://", "postgres://")
+# Any spelling open_store() takes: postgres://, POSTGRESQL://, postgresql+psycopg://.
+_SCHEME = re.compile(r"postgres(?:ql)?(?:\+[a-z0-9_]+)?://", re.IGNORECASE)
+
+
+def refuse_unencoded(url: str) -> None:
+    """Refuse a URL whose user name or password holds a raw ``@``, ``/`` or ``?``.
+
+    libpq (and ``urlsplit``) would end the password at that character and read the
+    rest as the host, the port, the database or the query, which the store's repr,
+    its errors and its 503 messages show. Where the ``@`` meant for the host is cannot
+    be known, so a URL holds one raw ``@`` at most, with no ``/`` or ``?`` before it.
+    The message never quotes the URL.
+    """
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return
+    rest = url[scheme.end() :]
+    at = rest.find("@")
+    if at != -1 and ("/" in rest[:at] or "?" in rest[:at] or "@" in rest[at + 1 :]):
+        raise ConfigurationError(
+            "PostgresStore: the URL has an '@', '/' or '?' where libpq would cut the user "
+            "name or password short: percent-encode them in the user name and password "
+            "(@ as %40, / as %2F, ? as %3F), and an '@' anywhere else in the URL"
+        )
+
+
 def parse_dsn(dsn: str) -> dict[str, Any]:
     """The libpq parameters of ``dsn``; :class:`ConfigurationError` naming what is wrong,
     never quoting it (it may hold a password)."""
     from psycopg import Error, conninfo, pq
 
+    refuse_unencoded(dsn)
     try:
         return conninfo.conninfo_to_dict(dsn)
     except Error:
         pass
-    if dsn.startswith(("postgresql://", "postgres://")):
+    if dsn.startswith(_URL_PREFIXES):
         known = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
         unknown = sorted({name for name, _ in parse_qsl(urlsplit(dsn).query)} - known)
         if unknown:

@@ -74,7 +74,10 @@ class PostgresStore:
 
     ``dsn`` is a libpq connection string, as a URL
     (``postgresql://user:password@host:5432/bounces?sslmode=require``; any
-    libpq parameter may be given in its query) or as ``key=value`` pairs.
+    libpq parameter may be given in its query) or as ``key=value`` pairs. In a URL,
+    an ``@``, ``/`` or ``?`` of the user name or password must be percent-encoded
+    (``%40``, ``%2F``, ``%3F``): libpq would read the rest as the host or the
+    database, so such a URL is refused with :class:`ConfigurationError`.
     Creating the store opens no connection; call :meth:`check` to fail at
     start-up instead of at the first webhook.
 

@@ -41,8 +41,10 @@ def open_store(url: str) -> Store:
         options = _sqlite_options(query)
         return SQLiteStore(path, **options)
     if _POSTGRES.match(url):
+        from .postgres_connections import refuse_unencoded
         from .postgres_store import PostgresStore
 
+        refuse_unencoded(url)  # before urlsplit reads a '?' of the password as the query
         dsn, options = _postgres_options(_POSTGRES.sub("postgresql://", url, count=1))
         return PostgresStore(dsn, **options)
     raise ConfigurationError(

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -139,6 +140,49 @@ def test_the_password_is_never_shown(url: str, postgres: PostgresServer) -> None
     assert message.startswith("PostgreSQL bounce store 127.0.0.1:1/db: claim: OperationalError (")
     assert "refused" in message
     assert PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["Xq7left@Zr9right", "Xq7left/Zr9right", "Xq7left?Zr9right", "Xq7left?sslmode=Zr9right"],
+)
+def test_a_url_whose_password_libpq_would_split_is_refused_unquoted(
+    url: str, password: str
+) -> None:
+    # Unencoded, libpq would cut the password short and read the rest as the host or
+    # the database: the store's repr and its 503 messages would show it.
+    user, place = url.split("://", 1)[1].split("@", 1)
+    raw = f"postgresql://{user}:{password}@{place}"
+    openings: list[Callable[[], object]] = [
+        lambda: PostgresStore(raw),
+        lambda: open_store(raw),
+        lambda: open_store(raw.replace("postgresql://", "postgresql+psycopg://", 1)),
+    ]
+    for opening in openings:
+        with pytest.raises(ConfigurationError, match="percent-encode") as raised:
+            opening()
+        assert "Xq7left" not in str(raised.value) and "Zr9right" not in str(raised.value)
+    # Percent-encoded, the same password is taken whole.
+    store = PostgresStore(f"postgresql://{user}:{quote(password, safe='')}@{place}")
+    try:
+        assert "Xq7left" not in repr(store) and "Zr9right" not in repr(store)
+        assert f"dbname={url.rsplit('/', 1)[1]}" in repr(store)
+        assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.NEW
+    finally:
+        store.close()
+
+
+def test_an_at_sign_outside_the_user_info_must_be_encoded_too() -> None:
+    # "host/db@name" and "user:pass/word@host/db" cannot be told apart: both are refused,
+    # and "db%40name" names that database.
+    for raw in (
+        "postgresql://db.example/app@archive",
+        "postgresql://bob@db.example/app?application_name=me@home",
+    ):
+        with pytest.raises(ConfigurationError, match="percent-encode"):
+            PostgresStore(raw)
+    assert "dbname=app@archive" in repr(PostgresStore("postgresql://db.example/app%40archive"))
+    assert "host=/run/pg" in repr(PostgresStore("postgresql://bob:pw@/app?host=/run/pg"))
 
 
 def test_without_psycopg_the_store_names_the_extra_to_install() -> None:
