@@ -14,7 +14,8 @@ read; the receiver's work (authentication, parsing, the store, the handlers)
 runs in a worker thread, so a store or handler never blocks the loop (see
 :mod:`bounce_middleware.asgi_bridge` for ``async def`` handlers and stores).
 With ``threads=False`` it runs on the loop instead: for handlers that only
-hand the event on (``queue.put_nowait``) and no store, where a thread's round
+hand the event on (``queue.put_nowait``) and no store (or a ``MemoryStore``),
+where a thread's round
 trip (100-200 µs) would cost several times the work itself.
 """
 
@@ -51,6 +52,7 @@ from .body import BodyTooLarge, read_body
 from .errors import ConfigurationError, PayloadError
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc
 from .handoff import Handoff
+from .memory_store import MemoryStore
 from .middleware import shorthand_routes
 from .model import Bounce, BounceKind
 from .providers import Provider
@@ -89,8 +91,9 @@ class BounceMiddleware:
     loop); a store's methods may be too. The receiver's work runs in the
     middleware's own pool of ``max_threads`` worker threads (default
     ``DEFAULT_MAX_THREADS``), never the loop's default executor.
-    ``threads=False`` runs it on the event loop instead: only for a store and
-    handlers that never wait.
+    ``threads=False`` runs it on the event loop instead: only for handlers
+    that never wait, and no store or a ``MemoryStore`` (another store, or an
+    ``async def`` handler, is a ``ConfigurationError``).
     """
 
     __slots__ = ("app", "routes", "receiver", "threads", "workers")
@@ -131,7 +134,7 @@ class BounceMiddleware:
         )
         for handler in self.receiver.handlers:
             self._check_sync(handler)
-        self._check_sync(self.receiver.store)
+        self._check_store(self.receiver.store)
         # The receiver's own dict: one lookup decides pass-through.
         self.routes = self.receiver.routes
 
@@ -152,7 +155,7 @@ class BounceMiddleware:
     @store.setter
     def store(self, store: Store | None) -> None:
         bridged = bridged_store(store)
-        self._check_sync(bridged)
+        self._check_store(bridged)
         self.receiver.store = bridged
 
     @property
@@ -187,16 +190,25 @@ class BounceMiddleware:
         self._check_sync(handler)
         return self.receiver.add_handler(handler)
 
-    def _check_sync(self, part: object) -> None:
+    def _check_sync(self, handler: Handler) -> None:
         # On the loop, nothing can wait for a coroutine: refuse them when built.
-        if self.threads:
-            return
-        if isinstance(part, Handler) and isinstance(part.func, AsyncHandler):
+        if not self.threads and isinstance(handler.func, AsyncHandler):
             raise ConfigurationError(
-                f"handler {part.name!r} is async def: it needs threads=True (the default)"
+                f"handler {handler.name!r} is async def: it needs threads=True (the default)"
             )
-        if isinstance(part, AsyncStoreBridge):
+
+    def _check_store(self, store: Store | None) -> None:
+        # On the loop, a store that waits (a file, a server) would stop every request
+        # the loop serves: only a MemoryStore is known never to.
+        if self.threads or store is None or isinstance(store, MemoryStore):
+            return
+        if isinstance(store, AsyncStoreBridge):
             raise ConfigurationError("an async store needs threads=True (the default)")
+        raise ConfigurationError(
+            f"store {type(store).__name__} would block the event loop with threads=False "
+            "(it may wait on a file or a server): use threads=True (the default), or a "
+            "MemoryStore, or no store"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path of every request and lifespan event: a type check, one dict lookup.

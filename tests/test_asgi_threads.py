@@ -405,3 +405,33 @@ def test_a_forked_process_starts_worker_threads_of_its_own() -> None:
             os._exit(status)
     _, wait_status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(wait_status) == 0
+
+
+def test_without_threads_a_store_that_waits_is_refused_when_built(tmp_path: Any) -> None:
+    from bounce_middleware import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "b.sqlite3")
+    try:
+        with pytest.raises(ConfigurationError, match=r"SQLiteStore .* use threads=True"):
+            middleware(store=store, threads=False)
+        app, _ = middleware(threads=False)
+        with pytest.raises(ConfigurationError, match=r"SQLiteStore .* use threads=True"):
+            app.store = store
+        assert app.store is None
+    finally:
+        store.close()
+
+    class OwnStore:
+        """A synchronous store of one's own: it may wait on anything."""
+
+        def __init__(self) -> None:
+            self.inner = MemoryStore()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    with pytest.raises(ConfigurationError, match=r"store OwnStore .* use threads=True"):
+        middleware(store=OwnStore(), threads=False)
+    # A MemoryStore (or a subclass) never waits: accepted, as is no store.
+    app, _ = middleware(store=MemoryStore(), threads=False)
+    assert isinstance(app.store, MemoryStore)
