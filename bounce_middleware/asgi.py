@@ -15,13 +15,12 @@ runs in a worker thread, so a store or handler never blocks the loop (see
 :mod:`bounce_middleware.asgi_bridge` for ``async def`` handlers and stores).
 With ``threads=False`` it runs on the loop instead: for handlers that only
 hand the event on (``queue.put_nowait``) and no store (or a ``MemoryStore``),
-where a thread's round
-trip (100-200 µs) would cost several times the work itself.
+where a thread's round trip (100-200 µs) would cost several times the work
+itself.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -48,7 +47,7 @@ from .asgi_http import (
     route_path,
     send_answer,
 )
-from .body import BodyTooLarge, read_body
+from .body import BodyTooLarge, declared_length
 from .errors import ConfigurationError, PayloadError
 from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc
 from .handoff import Handoff
@@ -75,8 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("bounce_middleware")
-
-_NO_INPUT = io.BytesIO(b"")
 
 
 class BounceMiddleware:
@@ -246,15 +243,14 @@ class BounceMiddleware:
         self, path: str, length: str | None, receive: Receive
     ) -> bytes | Answer | None:
         limit = self.receiver.body_limits[path]
-        if length is not None:
-            try:
-                # The WSGI front's own check of the header, on an empty input.
-                read_body({"CONTENT_LENGTH": length, "wsgi.input": _NO_INPUT}, limit)
-            except BodyTooLarge:
-                return self._refuse_too_large(path, limit)
-            except PayloadError as exc:
-                logger.warning("bounce webhook refused: %s -> 400", loggable(exc.reason))
-                return Answer(400, exc.reason)
+        try:
+            # Over the limit: refused before anything is received.
+            declared_length(length, limit)
+        except BodyTooLarge:
+            return self._refuse_too_large(path, limit)
+        except PayloadError as exc:
+            logger.warning("bounce webhook refused: %s -> 400", loggable(exc.reason))
+            return Answer(400, exc.reason)
         chunks: list[bytes] = []
         size = 0
         while True:

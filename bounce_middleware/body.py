@@ -1,4 +1,4 @@
-"""Reading a WSGI request body under a size cap."""
+"""Reading a request body under a size cap: the declared length (both fronts), the WSGI body."""
 
 from __future__ import annotations
 
@@ -29,6 +29,28 @@ class BodyUnreadable(Exception):
         self.cause = cause
 
 
+def declared_length(value: str | None, limit: int) -> int | None:
+    """The body length a ``Content-Length`` value declares; None for no (or an empty) value.
+
+    Raises :class:`PayloadError` for anything but ASCII digits and
+    :class:`BodyTooLarge` over ``limit``. Both fronts read the header here,
+    so they answer any value alike.
+    """
+    if not value:
+        return None
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (value.isascii() and value.isdigit()):
+        raise PayloadError("Content-Length is not a number")
+    # Leading zeros are not digits of size: "000...0" is 0, however many zeros.
+    significant = value.lstrip("0")
+    if len(significant) > _MAX_LENGTH_DIGITS:
+        raise BodyTooLarge
+    length = int(significant) if significant else 0
+    if length > limit:
+        raise BodyTooLarge
+    return length
+
+
 def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     """Read the request body, never more than ``limit + 1`` bytes from ``wsgi.input``.
 
@@ -36,24 +58,13 @@ def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     malformed ``Content-Length``, :class:`BodyUnreadable` when reading fails.
     """
     stream = environ["wsgi.input"]
-    length_header = environ.get("CONTENT_LENGTH") or ""
-    if length_header:
-        # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-        if not (length_header.isascii() and length_header.isdigit()):
-            raise PayloadError("Content-Length is not a number")
-        # Leading zeros are not digits of size: "000...0" is 0, however many zeros.
-        significant = length_header.lstrip("0")
-        if len(significant) > _MAX_LENGTH_DIGITS:
-            raise BodyTooLarge
-        length = int(significant) if significant else 0
-        if length > limit:
-            raise BodyTooLarge
-    elif environ.get("wsgi.input_terminated"):
+    length = declared_length(environ.get("CONTENT_LENGTH"), limit)
+    if length is None:
+        if not environ.get("wsgi.input_terminated"):
+            # PEP 3333: without Content-Length there is no body we may read.
+            return b""
         # Chunked upload: the server marks the end of input; read past the cap to notice it.
         length = limit + 1
-    else:
-        # PEP 3333: without Content-Length there is no body we may read.
-        return b""
     chunks = []
     remaining = length
     try:
