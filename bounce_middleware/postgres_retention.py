@@ -8,7 +8,8 @@ is needed (it would be one more index write on every claim), and the newer
 part of the table is never scanned. It then deletes those events with ONE
 statement that checks again that each is finished and old, and skips a row a
 delivery has locked at that moment (``FOR UPDATE SKIP LOCKED``), so neither
-waits for the other; the completions go with them (``ON DELETE CASCADE``).
+waits for the other; the completions go with them (``ON DELETE CASCADE``). A
+skipped row leaves room in the batch: the walk goes on past it for more.
 Every statement runs on its own in autocommit mode: no transaction outlives it.
 
 ``counts`` is two aggregates in one statement, allowed :data:`COUNT_TIMEOUT`
@@ -57,32 +58,43 @@ FROM (SELECT count(*) AS total,
 
 
 def prune(conn: Connection[TupleRow], before: datetime, *, limit: int) -> int:
-    """Delete at most ``limit`` finished events received before ``before``, oldest first."""
+    """Delete at most ``limit`` finished events received before ``before``, oldest first.
+
+    A row skipped because a delivery holds it does not count against ``limit``: the
+    walk goes on past it, so that fewer than ``limit`` go only when no more could.
+    """
     if limit < 1:
         return 0
-    doomed = _doomed(conn, before, before + DISORDER, limit)
-    if not doomed:
-        return 0
-    return max(conn.execute(_DELETE, (doomed, before)).rowcount, 0)
+    horizon = before + DISORDER
+    deleted = 0
+    after = -(2**63)  # below every bigint id
+    while deleted < limit:
+        doomed, more = _doomed(conn, before, horizon, limit - deleted, after)
+        if doomed:
+            deleted += max(conn.execute(_DELETE, (doomed, before)).rowcount, 0)
+        if not more:
+            return deleted
+        after = doomed[-1]
+    return deleted
 
 
 def _doomed(
-    conn: Connection[TupleRow], before: datetime, horizon: datetime, limit: int
-) -> list[int]:
-    """The ids of the first ``limit`` finished events received before ``before``."""
+    conn: Connection[TupleRow], before: datetime, horizon: datetime, limit: int, after: int
+) -> tuple[list[int], bool]:
+    """The ids of the first ``limit`` finished events received before ``before`` whose id
+    is above ``after``; and whether the walk stopped at ``limit`` (more may follow)."""
     found: list[int] = []
-    after = -(2**63)  # below every bigint id
     while True:
         rows = conn.execute(_WALK, (after, _PAGE)).fetchall()
         for event_id, received_at, finished in rows:
             if received_at >= horizon:
-                return found
+                return found, False
             if finished and received_at < before:
                 found.append(event_id)
                 if len(found) >= limit:
-                    return found
+                    return found, True
         if len(rows) < _PAGE:
-            return found
+            return found, False
         after = rows[-1][0]
 
 

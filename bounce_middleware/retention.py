@@ -96,7 +96,7 @@ class PrunableStore(Protocol):
         first, with their completions; return how many were deleted.
 
         Never an unfinished event, never a rejected request. One short
-        transaction: :func:`prune` calls it until fewer than ``limit`` go.
+        transaction: :func:`prune` calls it until a call deletes none.
         """
         ...
 
@@ -122,8 +122,9 @@ def prune(
 
     ``older_than`` is a ``timedelta`` or a duration such as ``"90d"`` (see
     :func:`parse_duration`). Deletes in batches of at most ``batch_size``
-    events, each its own transaction, sleeping ``pause`` seconds between them
-    (room for the webhook path on a busy SQLite file). Unfinished events and
+    events, each its own transaction, until a batch deletes none, sleeping
+    ``pause`` seconds after each full batch (room for the webhook path on a busy
+    SQLite file). Unfinished events and
     rejected requests stay. Raises :class:`~bounce_middleware.errors.ConfigurationError`
     for a store without ``prune`` or a cut-off that is not in the past, and
     :class:`~bounce_middleware.errors.StoreUnavailable` if the store fails
@@ -156,9 +157,12 @@ def prune_before(
     while True:
         deleted = store.prune(before, limit=batch_size)
         total += deleted
-        if deleted < batch_size:
+        # A batch short of its limit may have skipped rows another transaction held
+        # (PostgreSQL's SKIP LOCKED), with more old events behind them: only a batch
+        # that deletes nothing ends the run. The pause follows full batches only.
+        if deleted == 0:
             return total
-        if pause > 0:
+        if deleted >= batch_size and pause > 0:
             time.sleep(pause)
 
 

@@ -239,3 +239,71 @@ def test_prune_pauses_between_batches_when_asked() -> None:
     # Three batches (2, 2, 1): a pause after each full one, none after the last.
     assert 0.2 <= time.monotonic() - started < 1.0
     assert store.records() == []
+
+
+# -- rows a prune skips ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_a_row_locked_by_a_delivery_is_skipped_and_every_other_old_event_goes(
+    postgres: PostgresServer, batch_size: int
+) -> None:
+    """PostgresStore's delete skips a row another transaction has locked (a late
+    redelivery of a finished event locks it for a moment): the prune carries on past it."""
+    url = database_url(postgres)
+    empty(url)
+    store = PostgresStore(url)
+    try:
+        settle(store, *range(1, 8))
+        store.claim(make_bounce(8), lease_seconds=LEASE)  # unfinished: stays
+        later = datetime.now(UTC) + timedelta(days=1)
+        with psycopg.connect(url) as holder:
+            for locked in ("postmark:1", "postmark:5"):
+                holder.execute("SELECT 1 FROM bounce_event WHERE key = %s FOR UPDATE", (locked,))
+            assert prune_before(store, later, batch_size=batch_size) == 5
+            assert sorted(r.key for r in store.records(limit=None)) == [
+                "postmark:1",
+                "postmark:5",
+                "postmark:8",
+            ]
+            holder.rollback()
+        # Once free, the next prune takes them.
+        assert prune_before(store, later, batch_size=batch_size) == 2
+        assert [r.key for r in store.records(limit=None)] == ["postmark:8"]
+    finally:
+        store.close()
+
+
+class SkippingStore(MemoryStore):
+    """A store of one's own whose ``prune`` leaves the events in ``busy`` alone (as a
+    database skipping locked rows does), yet counts them against its ``limit``."""
+
+    def __init__(self, busy: set[str]) -> None:
+        super().__init__()
+        self.busy = busy
+        self.calls: list[int] = []
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        doomed = [
+            r.key
+            for r in reversed(self.records(limit=None))
+            if r.finished and r.received_at < before
+        ][:limit]
+        deleted = 0
+        for key in doomed:
+            if key not in self.busy:
+                del self._events[key]
+                deleted += 1
+        self.calls.append(deleted)
+        return deleted
+
+
+def test_retention_prune_goes_on_until_a_batch_deletes_nothing() -> None:
+    store = SkippingStore(busy={"postmark:2"})
+    settle(store, *range(1, 7))
+    later = datetime.now(UTC) + timedelta(seconds=1)
+
+    # A batch that deleted less than it was allowed does not mean nothing is left.
+    assert prune_before(store, later, batch_size=2) == 5
+    assert [r.key for r in store.records(limit=None)] == ["postmark:2"]
+    assert store.calls == [1, 1, 1, 1, 1, 0]
