@@ -116,3 +116,41 @@ def test_a_signed_bounce_shows_the_notice_once(server: Server) -> None:
     log = server.log.read_text()
     assert "type=HardBounce kind=hard accepted -> 200" in log
     assert "ann@example.com" not in log  # the library never logs addresses
+
+
+def test_the_password_check_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PBKDF2 takes ~150 ms: on the loop, every other request would wait for it.
+    import asyncio
+    import importlib.util
+    import threading
+
+    import httpx
+
+    monkeypatch.setenv("BOUNCE_EXAMPLE_DB", str(tmp_path / "example.sqlite3"))
+    path = ROOT / "examples" / "fastapi_app" / "main.py"
+    spec = importlib.util.spec_from_file_location("fastapi_example_for_threads", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    # SQLAlchemy resolves the models' annotations through sys.modules.
+    monkeypatch.setitem(sys.modules, spec.name, example)
+    spec.loader.exec_module(example)
+    checked_in: list[int] = []
+    real_check = example.check_password
+
+    def check_password(stored: str, password: str) -> bool:
+        checked_in.append(threading.get_ident())
+        return bool(real_check(stored, password))
+
+    monkeypatch.setattr(example, "check_password", check_password)
+
+    async def log_in() -> int:
+        transport = httpx.ASGITransport(app=example.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.post("/login", data={"name": "ann", "password": "ann-password"})
+        return answer.status_code
+
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop in this thread
+    assert asyncio.run(log_in()) == 303
+    assert len(checked_in) == 1 and checked_in[0] != loop_thread
