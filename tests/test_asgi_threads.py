@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -49,29 +48,36 @@ def test_sync_work_runs_in_a_worker_and_async_handlers_on_the_loop() -> None:
     ]
 
 
-def test_a_slow_handler_does_not_block_the_loop() -> None:
-    def slow(bounce: Bounce) -> None:
-        time.sleep(0.3)
-
-    app, _ = middleware(slow)
+def test_a_waiting_handler_does_not_block_the_loop() -> None:
+    # The handler waits for an event that only a coroutine on the loop sets: were the
+    # handler on the loop, that coroutine could never run (HANG only ends such a hang).
+    released = threading.Event()
+    ran_in: dict[str, int] = {}
 
     async def main() -> int:
-        ticks = 0
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        def waiting(bounce: Bounce) -> None:
+            ran_in["handler"] = threading.get_ident()
+            loop.call_soon_threadsafe(started.set)
+            if not released.wait(HANG):
+                raise AssertionError("no coroutine ran on the loop while the handler waited")
 
-        task = asyncio.create_task(ticker())
+        async def releaser() -> None:
+            await started.wait()
+            ran_in["releaser"] = threading.get_ident()
+            released.set()
+
+        app, _ = middleware(waiting)
+        task = asyncio.create_task(releaser())
         exchange = Exchange(chunk(bounce_body()))
         await app(http_scope("POST", PATH, AUTH), exchange.receive, exchange.send)
-        task.cancel()
-        assert exchange.status == 200
-        return ticks
+        await task
+        return exchange.status
 
-    assert asyncio.run(main()) >= 10
+    assert asyncio.run(main()) == 200
+    assert released.is_set() and ran_in["handler"] != ran_in["releaser"]
 
 
 def test_a_failing_async_handler_is_a_500_and_its_redelivery_runs_it_alone() -> None:
