@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 
-from bounce_middleware import ConfigurationError, MemoryStore, Store
+from bounce_middleware import ConfigurationError, MemoryStore, Store, retention
 from bounce_middleware.model import BounceKind
 from bounce_middleware.postgres_store import PostgresStore
 from bounce_middleware.retention import (
@@ -227,17 +228,47 @@ def test_the_walk_stops_well_past_the_cut_off(database: Database) -> None:
     assert store.records() == []
 
 
-def test_prune_pauses_between_batches_when_asked() -> None:
-    store = MemoryStore()
-    for event_id in range(1, 6):
-        claim = store.claim(make_bounce(event_id), lease_seconds=LEASE)
-        store.complete(claim, "a", finished=True)
+class JournalStore(MemoryStore):
+    """A MemoryStore writing down each ``prune`` call's result in ``journal``."""
+
+    def __init__(self, journal: list[tuple[str, float]]) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def prune(self, before: datetime, *, limit: int) -> int:
+        deleted = super().prune(before, limit=limit)
+        self.journal.append(("prune", deleted))
+        return deleted
+
+
+@pytest.mark.parametrize("pause", [0.1, 0.0])
+def test_prune_pauses_after_each_full_batch_when_asked(
+    monkeypatch: pytest.MonkeyPatch, pause: float
+) -> None:
+    journal: list[tuple[str, float]] = []
+
+    def sleep(seconds: float) -> None:
+        journal.append(("sleep", seconds))
+        time.sleep(seconds)
+
+    # retention's own reference to the time module only: nothing else sleeps differently.
+    monkeypatch.setattr(retention, "time", SimpleNamespace(sleep=sleep))
+    store = JournalStore(journal)
+    settle(store, *range(1, 6))
     later = datetime.now(UTC) + timedelta(seconds=1)
 
-    started = time.monotonic()
-    assert prune_before(store, later, batch_size=2, pause=0.1) == 5
-    # Three batches (2, 2, 1): a pause after each full one, none after the last.
-    assert 0.2 <= time.monotonic() - started < 1.0
+    assert prune_before(store, later, batch_size=2, pause=pause) == 5
+
+    # Batches of 2, 2 and 1, then one that finds nothing: a pause after each full one.
+    paused = [("sleep", pause)] if pause else []
+    assert journal == [
+        ("prune", 2),
+        *paused,
+        ("prune", 2),
+        *paused,
+        ("prune", 1),
+        ("prune", 0),
+    ]
     assert store.records() == []
 
 
