@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.providers.base import JSON_DECODER, freeze_arrays
-from bounce_middleware.providers.json_batch import load_json_array, split_json_array
+from bounce_middleware.providers.json_batch import (
+    load_json_array,
+    load_object_or_array,
+    split_json_array,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
@@ -59,3 +63,37 @@ def test_freeze_arrays_copies_only_what_holds_a_list() -> None:
     assert frozen == {"a": {"l": (1, (2, {}))}, "k": 1}
     assert type(frozen) is MappingProxyType and type(frozen["a"]) is MappingProxyType
     assert nested["a"]["l"] == [1, [2, {}]]  # the decoded value itself is left alone
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "text"),
+    [
+        (b'{"a": 1}', {"a": 1}, b'{"a": 1}'),
+        (b'\xef\xbb\xbf \r\n{"a": [1]}\n', {"a": (1,)}, b'{"a": [1]}'),
+        (b" [ ] ", [], b"[ ]"),
+        (b'\t[{"a": 1}, 2]', [{"a": 1}, 2], b'[{"a": 1}, 2]'),
+    ],
+)
+def test_an_object_or_an_array_is_read_with_its_text(body: bytes, value: Any, text: bytes) -> None:
+    decoded, received = load_object_or_array(body, expected="posts JSON")
+    assert decoded == value and received == text
+    # an object as load_json_object makes it (read-only, arrays as tuples); an array a list
+    assert type(decoded) is (list if text.startswith(b"[") else MappingProxyType)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "body is empty; posts JSON"),
+        (b"\xef\xbb\xbf \r\n\t", "body is empty; posts JSON"),
+        (b'"text"', "body is a JSON string; expected an object"),
+        (b"[1,]", "body is not valid JSON"),
+        (b"{", "body is not valid JSON"),
+        (b"\xff{}", "body is not UTF-8 encoded JSON"),
+        (b"[" * 100_000, "body is nested too deeply"),
+    ],
+)
+def test_what_is_neither_an_object_nor_an_array_is_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as refused:
+        load_object_or_array(body, expected="posts JSON")
+    assert refused.value.reason == reason

@@ -293,7 +293,7 @@ def test_a_single_event_with_a_bom_or_whitespace_is_read() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b"", "body is empty; expected a JSON object"),
+        (b"", "body is empty; Brevo posts a JSON object or an array of them"),
         (b"not json", "body is not valid JSON"),
         (b'{"id": xxxxx, "event": "hard_bounce"}', "body is not valid JSON"),  # doc copies
         (b'"hard_bounce"', "body is a JSON string; expected an object"),

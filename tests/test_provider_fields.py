@@ -1,4 +1,4 @@
-"""What every JSON provider shares: deep nesting never escapes as RecursionError.
+"""What the JSON providers share: the field readers of ``providers.fields``, and deep nesting.
 
 A parser must raise nothing but PayloadError for any body. Python's JSON
 decoder reads objects nested deeper than its encoder (and the recursive
@@ -13,13 +13,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from bounce_middleware import PayloadError
-from bounce_middleware.providers.base import Parsed
+from bounce_middleware.providers.base import JSON_DECODER, Parsed
 from bounce_middleware.providers.brevo import parse_brevo
+from bounce_middleware.providers.fields import (
+    a,
+    check_strings,
+    compact_json,
+    enhanced_status,
+    identity_json,
+    not_an_object,
+    optional_string,
+    unix_time,
+)
 from bounce_middleware.providers.mailgun_events import parse_mailgun
 from bounce_middleware.providers.mailjet_events import parse_mailjet
 from bounce_middleware.providers.mandrill_events import parse_mandrill
@@ -144,3 +156,156 @@ def test_a_single_event_provider_refuses_the_body_as_nested_too_deeply(provider:
     parse, alone, _ = CASES[provider]
     with pytest.raises(PayloadError, match="body is nested too deeply"):
         parse(alone)
+
+
+# -- the field readers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("550 5.1.1 User unknown", "5.1.1"),
+        ("smtp;550 5.1.1 <ann@example.com>: Recipient address rejected", "5.1.1"),
+        ("550-5.7.1 [192.0.2.1] blocked", "5.7.1"),
+        ("421 4.7.0 [TSS04] deferred - 4.16.55.1; see https://example.com", "4.7.0"),
+        ("mailbox unknown, code 550 5.1.1", "5.1.1"),
+        ("rejected (5.1.1).", "5.1.1"),
+        ("status 2.0.0.", "2.0.0"),  # a full stop ending the sentence is no part of it
+        ("552 5.2.2 Mailbox full; 5.1.1 later", "5.2.2"),  # the first one
+        ("deferred - 4.16.55.1", None),  # a Yahoo error code: "4.16.55" is no status
+        ("see 10.2.4.5", None),  # nor is "2.4.5" a status inside an address-like number
+        ("ip 192.5.1.1 refused", None),
+        ("version 1.2.3", None),  # class 1 does not exist
+        ("code 5.1.1234", None),
+        ("v5.1.1 released", None),
+        ("5.1", None),
+        ("", None),
+    ],
+)
+def test_the_enhanced_status_is_a_code_standing_alone(text: str, status: str | None) -> None:
+    assert enhanced_status(text) == status
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "expected"),
+    [
+        (1700000000, {}, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        (1700000000.5, {}, datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)),
+        (None, {}, None),
+        ("1700000000", {"digit_strings": True}, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        (-1, {}, datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        (
+            1685543827372,
+            {"milliseconds_from": 10**11},
+            datetime(2023, 5, 31, 14, 37, 7, 372000, tzinfo=UTC),
+        ),
+        (1685543827, {"milliseconds_from": 10**11}, datetime(2023, 5, 31, 14, 37, 7, tzinfo=UTC)),
+        (
+            "1685543827372",
+            {"milliseconds_from": 10**11, "digit_strings": True, "max_digits": 16},
+            datetime(2023, 5, 31, 14, 37, 7, 372000, tzinfo=UTC),
+        ),
+        (
+            1685543827372.0,
+            {"milliseconds_from": 10**11},
+            datetime(2023, 5, 31, 14, 37, 7, 372000, tzinfo=UTC),
+        ),
+    ],
+)
+def test_a_unix_time_is_read_as_each_provider_sends_it(
+    value: Any, options: dict[str, Any], expected: datetime | None
+) -> None:
+    assert unix_time(value, "ts", **options) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "reason"),
+    [
+        ("1700000000", {}, "field ts must be a Unix time in seconds, not a string"),
+        (" 1700000000", {"digit_strings": True}, "field ts must be a Unix time in seconds"),
+        ("1.5", {"digit_strings": True}, "field ts must be a Unix time in seconds"),
+        ("\u0661", {"digit_strings": True}, "field ts must be a Unix time in seconds"),
+        (True, {}, "field ts must be a Unix time in seconds, not a boolean"),
+        ([1], {}, "field ts must be a Unix time in seconds, not an array"),
+        (1.5, {"floats": False}, "field ts must be a Unix time in seconds, not a number"),
+        (float("inf"), {}, "field ts must be a Unix time in seconds, not a number"),
+        ("x", {"expected": "an integer Unix time"}, "field ts must be an integer Unix time, not"),
+        ("x", {"name_type": False}, "field ts must be a Unix time in seconds"),
+        (-1, {"since_1970": True}, "field ts is out of range"),
+        (253402300800, {}, "field ts is out of range"),
+        (10**30, {}, "field ts is out of range"),
+        (1e300, {}, "field ts is out of range"),
+        ("9" * 14, {"digit_strings": True}, "field ts is out of range"),
+        ("9" * 5000, {"digit_strings": True}, "field ts is out of range"),
+        (10**30, {"milliseconds_from": 10**11}, "field ts is out of range"),
+    ],
+)
+def test_a_unix_time_of_another_type_or_out_of_range_is_refused(
+    value: Any, options: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(PayloadError) as refused:
+        unix_time(value, "ts", **options)
+    assert refused.value.reason.startswith(reason)
+    if options == {"name_type": False}:
+        assert refused.value.reason == reason
+
+
+def test_string_fields_and_type_names() -> None:
+    data = JSON_DECODER.decode('{"s": "x", "e": "", "n": null, "i": 1, "o": {}}')
+    assert [optional_string(data, f) for f in ("s", "e", "n", "absent")] == ["x", "", None, None]
+    with pytest.raises(PayloadError, match="^field data.i must be a string, not a number$"):
+        optional_string(data, "i", "data.i")
+    check_strings(data, ("s", "e", "n", "absent"))
+    with pytest.raises(PayloadError, match="^field o must be a string, not an object$"):
+        check_strings(data, ("s", "o"))
+    samples: tuple[object, ...] = (None, "", 1, [], data, True)
+    assert [a(v) for v in samples] == [
+        "null", "a string", "a number", "an array", "an object", "a boolean"
+    ]  # fmt: skip
+    assert [not_an_object(v).reason for v in (None, [1])] == [
+        "an event is a JSON null, not an object",
+        "an event is a JSON array, not an object",
+    ]
+
+
+def test_identity_and_metadata_text_are_compact_utf8_json() -> None:
+    # One format for the providers added with these helpers; SendGrid and Mailgun keep theirs.
+    values = ["<1@mail>", "bounce", 1700000000, "jos\u00e9@example.com", None, ("a", "b")]
+    assert (
+        identity_json(values)
+        == '["<1@mail>","bounce",1700000000,"jos\u00e9@example.com",null,["a","b"]]'
+    )
+    assert compact_json(MappingProxyType({"a": [1, MappingProxyType({"b": "\u00e9"})]})) == (
+        '{"a":[1,{"b":"\u00e9"}]}'
+    )
+
+
+# -- what the five providers added with these helpers read through them ----------------------
+
+ADDRESS = "jos\u00e9@example.com"
+
+
+def _bounces() -> dict[str, Any]:
+    """One bounce per new provider, to a non-ASCII address, keyed without an event id."""
+    resend = resend_event("hard", email=ADDRESS)
+    resend["data"]["bounce"]["diagnosticCode"] = ["smtp; 550 rejected, see 10.2.4.5"]
+    bodies: dict[str, tuple[Callable[[bytes], Parsed], bytes]] = {
+        "mailjet": (parse_mailjet, dumps(mailjet_event("hard", email=ADDRESS))),
+        "sparkpost": (parse_sparkpost, dumps([sparkpost_event("hard", email=ADDRESS)])),
+        "brevo": (parse_brevo, dumps(brevo_event("hard", email=ADDRESS))),
+        "resend": (parse_resend, dumps(resend)),  # without svix-id: a dedup_id
+        "mandrill": (parse_mandrill, mandrill_body([mandrill_event("hard", email=ADDRESS)])),
+    }
+    return {name: parse(body).events[0] for name, (parse, body) in bodies.items()}
+
+
+def test_the_new_providers_write_their_dedup_id_in_one_format() -> None:
+    for provider, bounce in _bounces().items():
+        identity = json.loads(bounce.dedup_id)
+        assert bounce.dedup_id == identity_json(identity), provider  # compact, UTF-8
+        if provider != "mandrill":  # Mandrill's key holds the message id, not the address
+            assert ADDRESS in identity or [ADDRESS] in identity, provider
+
+
+def test_the_new_providers_read_no_status_out_of_a_longer_dotted_number() -> None:
+    assert _bounces()["resend"].smtp_status is None

@@ -430,7 +430,7 @@ def test_items_of_a_grouped_batch_that_are_no_objects_are_refused_alone() -> Non
     assert len(parsed.events) == 1
     assert [r.reason for r in parsed.rejected] == [
         "an event is a JSON number, not an object",
-        "an event is JSON null, not an object",
+        "an event is a JSON null, not an object",
         "an event is a JSON array, not an object",
         "an event is a JSON string, not an object",
     ]

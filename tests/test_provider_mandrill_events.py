@@ -134,7 +134,11 @@ def test_a_hard_bounce_reads_every_field() -> None:
         ({"diag": None, "bounce_description": None, "smtp_events": None}, "", None),
         ({"diag": 550, "bounce_description": None, "smtp_events": [3]}, "", None),
         ({"diag": "550-5.1.1 unknown user"}, "550-5.1.1 unknown user", "5.1.1"),
-        ({"diag": "mailbox unknown, code 550 5.1.1"}, "mailbox unknown, code 550 5.1.1", None),
+        # The enhanced code standing alone anywhere in the reply (the providers' one reading),
+        # never a part of a longer dotted number.
+        ({"diag": "mailbox unknown, code 550 5.1.1"}, "mailbox unknown, code 550 5.1.1", "5.1.1"),
+        ({"diag": "550 rejected, see 10.5.1.1"}, "550 rejected, see 10.5.1.1", None),
+        ({"diag": "421 deferred - 4.16.55.1"}, "421 deferred - 4.16.55.1", None),
     ],
 )
 def test_details_come_from_diag_then_the_last_smtp_event_then_the_bounce_description(

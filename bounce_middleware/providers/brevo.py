@@ -38,7 +38,6 @@ and nothing can keep it: check the webhook's URL or token after any change.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
@@ -46,15 +45,14 @@ from bounce_middleware.auth import HeaderAuth
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.request import WebhookRequest
 
-from .base import POST_ONLY, Parsed, load_json_object
+from .base import POST_ONLY, Parsed
 from .brevo_events import read_event
-from .json_batch import load_json_array, parse_event_list
+from .json_batch import load_object_or_array, parse_event_list
 
 __all__ = ["Brevo", "parse_brevo"]
 
 #: Brevo answers 429 with retries; every other failure status loses the event.
 RETRY_STATUS = 429
-_JSON_SPACE = b" \t\n\r"
 
 
 class Brevo:
@@ -108,14 +106,13 @@ def parse_brevo(body: bytes) -> Parsed:
     event that can never be accepted raises :class:`PayloadError`; in an array
     it becomes a :class:`~bounce_middleware.providers.base.Rejection`.
     """
-    start = body[3:] if body[:3] == codecs.BOM_UTF8 else body
-    start = start.strip(_JSON_SPACE)
-    if start[:1] == b"[":
-        items = load_json_array(body, expected="Brevo posts a JSON object or an array of them")
-        if not items:
+    data, received = load_object_or_array(
+        body, expected="Brevo posts a JSON object or an array of them"
+    )
+    if type(data) is list:
+        if not data:
             return Parsed(handshake="empty batch: no events")
-        return parse_event_list(items, body, read_event)
-    data = load_json_object(body)
+        return parse_event_list(data, body, read_event)
     if "event" not in data and "items" in data:
         raise PayloadError(
             "an inbound-parse payload (items), not a transactional event: "
@@ -124,7 +121,7 @@ def parse_brevo(body: bytes) -> Parsed:
     try:
         # load_json_object refused lone surrogates already; the Bounce keeps the
         # event as received, in brackets, which parse reads again.
-        outcome = read_event(data, False, start)
+        outcome = read_event(data, False, received)
     except RecursionError:
         raise PayloadError("event is nested too deeply") from None
     if isinstance(outcome, str):

@@ -8,18 +8,16 @@ django-anymail's ``brevo.py`` [AM] and symfony's Brevo bridge [SYM].
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import JSON_DECODER, holds_surrogate, json_type
+from .base import JSON_DECODER, holds_surrogate
+from .fields import a, check_strings, identity_json, not_an_object, unix_time
 from .json_batch import event_body, freeze_event
 
 __all__ = ["ACKNOWLEDGED_EVENTS", "EVENT_KINDS", "METADATA_KEY", "read_event"]
@@ -64,6 +62,7 @@ _MILLISECONDS_FROM = 10**11
 #: Time fields by preference: ts_epoch is UTC; ts_event and ts follow the account's
 #: timezone according to [AM] (real captures show ts_event == ts_epoch // 1000).
 _TIME_FIELDS = ("ts_epoch", "ts_event", "ts")
+#: Milliseconds until the year 2286: 13 digits; 16 leaves room, and refuses absurd ones.
 _MAX_TIME_DIGITS = 16
 
 
@@ -76,22 +75,19 @@ def read_event(item: Any, check_surrogates: bool, received: bytes = b"") -> Boun
     can never be accepted.
     """
     if type(item) is not MappingProxyType:
-        raise PayloadError(f"an event is {article('JSON ' + json_type(item))}, not an object")
+        raise not_an_object(item)
     data: Mapping[str, Any] = item
     event = data.get("event")
     if event is None:
         raise PayloadError("required field event is missing")
     if type(event) is not str:
-        raise PayloadError(f"field event must be a string, not {article(json_type(event))}")
+        raise PayloadError(f"field event must be a string, not {a(event)}")
     name = event.lower()
     rule = EVENT_KINDS.get(name)
     if rule is None:
         return name
     get = data.get
-    for field in _STRING_FIELDS:
-        value = get(field)
-        if value is not None and type(value) is not str:
-            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+    check_strings(data, _STRING_FIELDS)
     email = get("email")
     if not email:
         raise PayloadError("required field email is missing or empty")
@@ -124,27 +120,17 @@ def _time(data: Mapping[str, Any]) -> tuple[str, Any, datetime | None]:
     for field in _TIME_FIELDS:
         value = data.get(field)
         if value is not None:
-            return field, value, _timestamp(field, value)
+            # Seconds or milliseconds (told apart by magnitude), as a number or digits.
+            moment = unix_time(
+                value,
+                field,
+                digit_strings=True,
+                milliseconds_from=_MILLISECONDS_FROM,
+                max_digits=_MAX_TIME_DIGITS,
+                expected="a Unix time",
+            )
+            return field, value, moment
     return "", None, None
-
-
-def _timestamp(field: str, value: Any) -> datetime:
-    """A Unix time in seconds or milliseconds (told apart by magnitude), as an aware UTC time."""
-    if type(value) is str and value.isascii() and value.isdigit():
-        if len(value) > _MAX_TIME_DIGITS:
-            raise PayloadError(f"field {field} is out of range")
-        value = int(value)
-    if type(value) is not int and not (type(value) is float and math.isfinite(value)):
-        raise PayloadError(f"field {field} must be a Unix time, not {article(json_type(value))}")
-    try:
-        if abs(value) < _MILLISECONDS_FROM:
-            return datetime.fromtimestamp(value, UTC)
-        if type(value) is int:  # exact: no float rounding of the milliseconds
-            seconds, milliseconds = divmod(value, 1000)
-            return datetime.fromtimestamp(seconds, UTC) + timedelta(milliseconds=milliseconds)
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise PayloadError(f"field {field} is out of range") from None
 
 
 def _tags(tags: Any, tag: Any) -> tuple[str, ...]:
@@ -162,7 +148,7 @@ def _tags(tags: Any, tag: Any) -> tuple[str, ...]:
     if tag is None or tag == "":
         return ()
     if type(tag) is not str:
-        raise PayloadError(f"field tag must be a string, not {article(json_type(tag))}")
+        raise PayloadError(f"field tag must be a string, not {a(tag)}")
     if tag.startswith("["):
         decoded = _decode(tag)
         if type(decoded) is list and all(type(t) is str for t in decoded):
@@ -221,8 +207,4 @@ def _dedup_id(message_id: str | None, event: str, email: str, time_field: str, s
         parts = [message_id, event, email, None, time_field, stamp]
     else:
         parts = [message_id, event, email, None]
-    return _DEDUP_ENCODER.encode(parts)
-
-
-# Built once: json.dumps with options builds an encoder per call.
-_DEDUP_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    return identity_json(parts)

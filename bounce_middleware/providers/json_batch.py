@@ -29,13 +29,16 @@ from .base import (
     holds_list,
     holds_surrogate,
     json_type,
+    load_json_object,
 )
 
 __all__ = [
+    "JSON_SPACE",
     "RejectionBodies",
     "event_body",
     "freeze_event",
     "load_json_array",
+    "load_object_or_array",
     "may_hold_surrogates",
     "parse_event_list",
     "received_events",
@@ -76,6 +79,30 @@ def load_json_array(body: bytes, *, expected: str = "a JSON array") -> list[Any]
         raise PayloadError(f"body is {shown}; {expected}")
     items: list[Any] = data
     return items
+
+
+#: The whitespace JSON allows around a value.
+JSON_SPACE = b" \t\n\r"
+
+
+def load_object_or_array(
+    body: bytes, *, expected: str
+) -> tuple[Mapping[str, Any] | list[Any], bytes]:
+    """Decode a body that is one event object or a JSON array of events (Mailjet, Brevo).
+
+    Returns the decoded value, a read-only mapping (as
+    :func:`~.base.load_json_object` makes it) or a list (as
+    :func:`load_json_array`), and the body's JSON text without a byte-order
+    mark and surrounding whitespace: a lone object as received. ``expected``
+    ends the reason given for an empty body. Raises :class:`PayloadError`.
+    """
+    text = body[3:] if body[:3] == codecs.BOM_UTF8 else body
+    text = text.strip(JSON_SPACE)
+    if not text:
+        raise PayloadError(f"body is empty; {expected}")
+    if text[:1] == b"[":
+        return load_json_array(body, expected=expected), text
+    return load_json_object(body), text
 
 
 #: Reads one decoded event of a batch: a Bounce, or the name of an acknowledged event;
@@ -237,13 +264,13 @@ def split_json_array(body: bytes) -> tuple[list[Any], list[str]] | None:
 
 
 def _skip_space(text: str, at: int) -> int:
-    while text[at : at + 1] in _JSON_SPACE:
+    while text[at : at + 1] in _JSON_SPACE_CHARS:
         at += 1
     return at
 
 
-_JSON_SPACE_TEXT = " \t\n\r"
-_JSON_SPACE = frozenset(_JSON_SPACE_TEXT)
+_JSON_SPACE_TEXT = JSON_SPACE.decode("ascii")
+_JSON_SPACE_CHARS = frozenset(_JSON_SPACE_TEXT)
 
 
 def _plain(value: object) -> object:

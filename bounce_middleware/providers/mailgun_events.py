@@ -8,7 +8,6 @@ read liberally: one of the wrong type is left in ``raw`` only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -17,9 +16,9 @@ from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import Parsed, json_type, load_json_object
+from .base import Parsed, load_json_object
+from .fields import a, compact_json, optional_string
 
 K = BounceKind
 
@@ -62,12 +61,12 @@ def _parse_decoded(data: Mapping[str, Any], body: bytes) -> Parsed:
     if event_data is None:
         raise PayloadError("field event-data is missing: not a Mailgun webhook body")
     if type(event_data) is not MappingProxyType:
-        raise PayloadError(f"field event-data must be an object, not {_a(event_data)}")
+        raise PayloadError(f"field event-data must be an object, not {a(event_data)}")
     event = event_data.get("event")
     if type(event) is not str:
         if event is None:
             raise PayloadError("field event-data.event is missing")
-        raise PayloadError(f"field event-data.event must be a string, not {_a(event)}")
+        raise PayloadError(f"field event-data.event must be a string, not {a(event)}")
     if event == "failed":
         severity = event_data.get("severity")
         kind = FAILED_KINDS.get(severity, K.UNKNOWN) if type(severity) is str else K.UNKNOWN
@@ -90,7 +89,7 @@ def _bounce(event: str, kind: BounceKind, data: Mapping[str, Any], body: bytes) 
         recipient = _first_address(headers.get("to"))
     stamp = data.get("timestamp")
     if stamp is not None and type(stamp) is not float and type(stamp) is not int:
-        raise PayloadError(f"field event-data.timestamp must be a number, not {_a(stamp)}")
+        raise PayloadError(f"field event-data.timestamp must be a number, not {a(stamp)}")
     status = _object(data, "delivery-status")
     reject = _object(data, "reject")
     tags = data.get("tags")
@@ -114,16 +113,9 @@ def _bounce(event: str, kind: BounceKind, data: Mapping[str, Any], body: bytes) 
     )
 
 
-def _a(value: object) -> str:
-    return article(json_type(value))
-
-
 def _string(data: Mapping[str, Any], name: str) -> str | None:
     """A field that identifies the event: absent, or a string (anything else is refused)."""
-    value = data.get(name)
-    if value is None or type(value) is str:
-        return value
-    raise PayloadError(f"field event-data.{name} must be a string, not {_a(value)}")
+    return optional_string(data, name, f"event-data.{name}")
 
 
 def _object(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -173,8 +165,6 @@ def _metadata(variables: object) -> Mapping[str, str]:
         return EMPTY_MAPPING
     if all(type(v) is str for v in variables.values()):
         return variables
-    return MappingProxyType({k: v if type(v) is str else _json(v) for k, v in variables.items()})
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=dict)
+    return MappingProxyType(
+        {k: v if type(v) is str else compact_json(v) for k, v in variables.items()}
+    )

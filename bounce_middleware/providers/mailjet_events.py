@@ -26,20 +26,24 @@ when they are non-empty strings. Everything else stays in ``raw``.
 
 from __future__ import annotations
 
-import codecs
-import json
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import Parsed, json_type, load_json_object
-from .json_batch import event_body, freeze_event, load_json_array, parse_event_list
+from .base import Parsed
+from .fields import (
+    a,
+    check_strings,
+    enhanced_status,
+    identity_json,
+    not_an_object,
+    optional_string,
+    unix_time,
+)
+from .json_batch import event_body, freeze_event, load_object_or_array, parse_event_list
 
 __all__ = [
     "ACKNOWLEDGED_EVENTS",
@@ -121,11 +125,6 @@ _STRING_FIELDS = ("email", "error", "error_related_to", "comment", "source")
 _FLAGS = ("hard_bounce", "blocked")
 #: What the sender attached at send (``X-MJ-CustomID``, ``X-MJ-EventPayload``).
 _METADATA_FIELDS = ("CustomID", "Payload")
-#: ``time`` is Unix seconds up to the end of year 9999, the last a datetime holds.
-_MAX_TIME = 253_402_300_799
-# An enhanced status code (RFC 3463) standing alone: "4.7.0", not a part of "4.16.55.1".
-_ENHANCED_STATUS = re.compile(r"(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])")
-_JSON_SPACE = b" \t\r\n"
 
 
 def parse_mailjet(body: bytes) -> Parsed:
@@ -138,17 +137,12 @@ def parse_mailjet(body: bytes) -> Parsed:
     Each Bounce's ``body`` is its event alone as ``[event]``, which this reads
     again (``bounce-middleware replay``).
     """
-    start = body[3:] if body[:3] == codecs.BOM_UTF8 else body
-    start = start.lstrip(_JSON_SPACE)
-    if not start:
-        raise PayloadError(f"body is empty; {EXPECTED}")
-    if start[:1] == b"[":
-        items = load_json_array(body, expected=EXPECTED)
-        if not items:
+    data, _ = load_object_or_array(body, expected=EXPECTED)
+    if type(data) is list:
+        if not data:
             return Parsed(handshake="empty batch: no events")
-        return parse_event_list(items, body, read_event)
-    data = load_json_object(body)  # refuses a lone UTF-16 surrogate anywhere in it
-    try:
+        return parse_event_list(data, body, read_event)
+    try:  # load_json_object refused a lone UTF-16 surrogate anywhere in it
         outcome = read_event(data, False)
     except RecursionError:
         raise PayloadError("event is nested too deeply") from None
@@ -160,27 +154,22 @@ def parse_mailjet(body: bytes) -> Parsed:
 def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
     """One decoded event: a Bounce to dispatch, or the name of an acknowledged event."""
     if type(item) is not MappingProxyType:
-        kind = json_type(item)
-        shown = "JSON null" if kind == "null" else article("JSON " + kind)
-        raise PayloadError(f"an event is {shown}, not an object")
+        raise not_an_object(item)
     data: Mapping[str, Any] = item
     get = data.get
     event = get("event")
     if event is None:
         raise PayloadError("required field event is missing")
     if type(event) is not str:
-        raise PayloadError(f"field event must be a string, not {article(json_type(event))}")
+        raise PayloadError(f"field event must be a string, not {a(event)}")
     name = event.lower()
     if name not in EVENT_KINDS and name != "bounce" and name != "blocked":
         return name  # sent, open, click, and whatever Mailjet adds later
-    for field in _STRING_FIELDS:
-        value = get(field)
-        if value is not None and type(value) is not str:
-            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+    check_strings(data, _STRING_FIELDS)
     for field in _FLAGS:
         value = get(field)
         if value is not None and type(value) is not bool:
-            raise PayloadError(f"field {field} must be a boolean, not {article(json_type(value))}")
+            raise PayloadError(f"field {field} must be a boolean, not {a(value)}")
     if name == "bounce":
         rule = _bounce_rule(data)
     elif name == "blocked":
@@ -195,7 +184,10 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
         raise PayloadError("required field email is missing or empty")
     message_id = _message_id(data)
     stamp = get("time")
-    bounced_at = _time(stamp)
+    # Integer Unix seconds, as Mailjet documents them: a float here lost precision.
+    bounced_at = unix_time(
+        stamp, "time", floats=False, since_1970=True, expected="an integer Unix time"
+    )
     data = freeze_event(data, check_surrogates=check_surrogates)
     kind, description = rule
     if name == "bounce" and get("blocked") is True:
@@ -211,11 +203,11 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
         message_id=message_id,
         description=description,
         details=comment or get("error") or get("error_related_to") or get("source") or "",
-        smtp_status=_smtp_status(comment),
+        smtp_status=enhanced_status(comment),
         tags=_tags(get("customcampaign")),
         metadata=_metadata(data),
         raw=data,
-        dedup_id=json.dumps([message_id, name, stamp, email], separators=(",", ":")),
+        dedup_id=identity_json([message_id, name, stamp, email]),
         body=event_body(data),
     )
 
@@ -257,34 +249,13 @@ def _message_id(data: Mapping[str, Any]) -> str | None:
         return str(value)
     if value is not None and type(value) is not str:
         # A float here lost digits before it reached us: never guess the id from it.
-        raise PayloadError(f"field MessageID must be an integer, not {article(json_type(value))}")
-    if value:
-        return value
-    for field in ("mj_message_id", "Message_GUID"):
-        value = data.get(field)
-        if value is not None and type(value) is not str:
-            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
-        if value:
-            return value
-    return None
-
-
-def _time(value: Any) -> datetime | None:
-    """When it happened: integer Unix seconds (absent or null: unknown)."""
-    if value is None:
-        return None
-    if type(value) is not int:
-        raise PayloadError(
-            f"field time must be an integer Unix time, not {article(json_type(value))}"
-        )
-    if not 0 <= value <= _MAX_TIME:
-        raise PayloadError("field time is out of range")
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _smtp_status(comment: str) -> str | None:
-    found = _ENHANCED_STATUS.search(comment) if comment else None
-    return found.group() if found else None
+        raise PayloadError(f"field MessageID must be an integer, not {a(value)}")
+    return (
+        value
+        or optional_string(data, "mj_message_id")
+        or optional_string(data, "Message_GUID")
+        or None
+    )
 
 
 def _tags(campaign: Any) -> tuple[str, ...]:

@@ -20,19 +20,24 @@ which :func:`parse_mandrill` reads again, without headers or signature
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import Parsed, json_type
+from .base import Parsed
+from .fields import (
+    a,
+    compact_json,
+    enhanced_status,
+    identity_json,
+    not_an_object,
+    optional_string,
+    unix_time,
+)
 from .json_batch import (
     event_body,
     freeze_event,
@@ -79,9 +84,6 @@ SYNC_KINDS: Mapping[tuple[str, str], tuple[BounceKind, str]] = {
 }
 
 INBOUND_REASON = "inbound message on a tracking webhook: misrouted"
-
-#: The enhanced status code of an SMTP reply such as "smtp;550 5.1.1 No such user".
-_ENHANCED_STATUS = re.compile(r"\A\s*(?:smtp;\s*)?[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def parse_mandrill(body: bytes) -> Parsed:
@@ -130,7 +132,7 @@ def parse_fields(fields: Mapping[str, str]) -> Parsed:
 def _event(item: Any, check_surrogates: bool, text: str | None) -> Bounce | str:
     """One event (``text``: as received, if known): a Bounce, or an acknowledged event's name."""
     if type(item) is not MappingProxyType:
-        raise PayloadError(f"an event is {article('JSON ' + json_type(item))}, not an object")
+        raise not_an_object(item)
     data: Mapping[str, Any] = item
     event = data.get("event")
     if event is None:
@@ -139,7 +141,7 @@ def _event(item: Any, check_surrogates: bool, text: str | None) -> Bounce | str:
             raise PayloadError("an event has neither an event nor a type field")
         return _sync_event(data, sync_type, check_surrogates, text)
     if type(event) is not str:
-        raise PayloadError(f"field event must be a string, not {_a(event)}")
+        raise PayloadError(f"field event must be a string, not {a(event)}")
     name = event.lower()
     if name == "inbound":
         raise PayloadError(INBOUND_REASON)
@@ -150,7 +152,7 @@ def _event(item: Any, check_surrogates: bool, text: str | None) -> Bounce | str:
     if type(msg) is not MappingProxyType:
         raise PayloadError("required field msg is missing or not an object")
     email = _email(msg.get("email"), "msg.email")
-    message_id = _optional_string(data, "_id") or _optional_string(msg, "_id")
+    message_id = optional_string(data, "_id") or optional_string(msg, "_id") or None
     ts = data.get("ts")
     bounced_at = _time(ts)
     details = _string_or_empty(msg, "diag") or _last_diag(msg.get("smtp_events"))
@@ -169,11 +171,11 @@ def _event(item: Any, check_surrogates: bool, text: str | None) -> Bounce | str:
         message_id=message_id,
         description=description,
         details=details,
-        smtp_status=_smtp_status(details),
+        smtp_status=enhanced_status(details),
         tags=_tags(msg.get("tags")),
         metadata=_metadata(msg.get("metadata")),
         raw=data,
-        dedup_id=_json(identity),
+        dedup_id=identity_json(identity),
         body=body,
     )
 
@@ -183,10 +185,10 @@ def _sync_event(
 ) -> Bounce | str:
     """A rejection denylist/allowlist change: only additions to the denylist are dispatched."""
     if type(sync_type) is not str:
-        raise PayloadError(f"field type must be a string, not {_a(sync_type)}")
+        raise PayloadError(f"field type must be a string, not {a(sync_type)}")
     action = data.get("action")
     if action is not None and type(action) is not str:
-        raise PayloadError(f"field action must be a string, not {_a(action)}")
+        raise PayloadError(f"field action must be a string, not {a(action)}")
     name, verb = sync_type.lower(), (action or "").lower()
     rule = SYNC_KINDS.get((name, verb))
     if rule is None:
@@ -211,9 +213,9 @@ def _sync_event(
         bounced_at=bounced_at,
         description=description,
         details=details,
-        smtp_status=_smtp_status(details),
+        smtp_status=enhanced_status(details),
         raw=data,
-        dedup_id=_json([name, verb, ts, email]),
+        dedup_id=identity_json([name, verb, ts, email]),
         body=_body(data, text),
     )
 
@@ -225,26 +227,13 @@ def _body(event: Mapping[str, Any], text: str | None) -> bytes:
     return form_body(("[" + text + "]").encode("utf-8"))
 
 
-def _a(value: object) -> str:
-    return article(json_type(value))
-
-
 def _email(value: Any, field: str) -> str:
     if value is None or value == "":
         raise PayloadError(f"required field {field} is missing or empty")
     if type(value) is not str:
-        raise PayloadError(f"field {field} must be a string, not {_a(value)}")
+        raise PayloadError(f"field {field} must be a string, not {a(value)}")
     if not value.strip():
         raise PayloadError(f"required field {field} is missing or empty")
-    return value
-
-
-def _optional_string(data: Mapping[str, Any], field: str) -> str | None:
-    value = data.get(field)
-    if value is None or value == "":
-        return None
-    if type(value) is not str:
-        raise PayloadError(f"field {field} must be a string, not {_a(value)}")
     return value
 
 
@@ -262,22 +251,11 @@ def _last_diag(smtp_events: Any) -> str:
     return _string_or_empty(last, "diag") if type(last) is MappingProxyType else ""
 
 
-def _smtp_status(details: str) -> str | None:
-    """The enhanced status code of an SMTP reply (``5.1.1``); ``bgtools_code`` is no such code."""
-    found = _ENHANCED_STATUS.match(details) if details else None
-    return found.group(1) if found else None
-
-
-def _time(value: Any) -> datetime:
+def _time(value: Any) -> datetime | None:
     """``ts``: when the event happened, in Unix seconds (``msg.ts`` is the send time)."""
     if value is None:
         raise PayloadError("required field ts is missing")
-    if type(value) is not int and not (type(value) is float and math.isfinite(value)):
-        raise PayloadError(f"field ts must be a Unix time in seconds, not {_a(value)}")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise PayloadError("field ts is out of range") from None
+    return unix_time(value, "ts")
 
 
 def _tags(tags: Any) -> tuple[str, ...]:
@@ -297,18 +275,6 @@ def _metadata(metadata: Any) -> Mapping[str, str]:
     if all(type(v) is str for v in metadata.values()):
         frozen: Mapping[str, str] = metadata
         return frozen
-    return MappingProxyType({k: v if type(v) is str else _json(v) for k, v in metadata.items()})
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
-def _json(value: object) -> str:
-    return _ENCODER.encode(value)
-
-
-# Built once: json.dumps with options builds an encoder per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return MappingProxyType(
+        {k: v if type(v) is str else compact_json(v) for k, v in metadata.items()}
+    )

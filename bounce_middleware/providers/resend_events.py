@@ -16,7 +16,6 @@ from its type, time, e-mail id and recipients instead.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -25,9 +24,9 @@ from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import Parsed, json_type, load_json_object
+from .base import Parsed, load_json_object
+from .fields import a, compact_json, enhanced_status, identity_json, optional_string
 
 K = BounceKind
 
@@ -71,8 +70,6 @@ ENVELOPE_KEYS = frozenset({"svix-id", "event"})
 #: Svix's ids are ~30 characters; the header check allows this many.
 MAX_ID_LENGTH = 256
 
-_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-
 
 def parse_resend(body: bytes, msg_id: str | None = None) -> Parsed:
     """Parse one Resend webhook body; ``msg_id`` is its ``svix-id`` (or ``webhook-id``).
@@ -94,10 +91,10 @@ def _parse(body: bytes, msg_id: str | None) -> Parsed:
     if msg_id is None and data.keys() == ENVELOPE_KEYS:
         msg_id = data["svix-id"]
         if type(msg_id) is not str:
-            raise PayloadError(f"replay envelope: svix-id must be a string, not {_a(msg_id)}")
+            raise PayloadError(f"replay envelope: svix-id must be a string, not {a(msg_id)}")
         event = data["event"]
         if type(event) is not MappingProxyType:
-            raise PayloadError(f"replay envelope: event must be an object, not {_a(event)}")
+            raise PayloadError(f"replay envelope: event must be an object, not {a(event)}")
         check_id(msg_id)
         return _parse_event(event, msg_id, body, enveloped=True)
     if msg_id is not None:
@@ -132,7 +129,7 @@ def _parse_event(
     if type(event_type) is not str:
         if event_type is None:
             raise PayloadError("field type is missing: not a Resend webhook body")
-        raise PayloadError(f"field type must be a string, not {_a(event_type)}")
+        raise PayloadError(f"field type must be a string, not {a(event_type)}")
     data = event.get("data")
     rule = EVENT_KINDS.get(event_type)
     if event_type == "email.bounced":
@@ -142,10 +139,10 @@ def _parse_event(
     if type(data) is not MappingProxyType:
         if data is None:
             raise PayloadError("field data is missing")
-        raise PayloadError(f"field data must be an object, not {_a(data)}")
-    created_at = _string(event, "created_at", "created_at")
-    email_created_at = _string(data, "created_at", "data.created_at")
-    email_id = _string(data, "email_id", "data.email_id")
+        raise PayloadError(f"field data must be an object, not {a(data)}")
+    created_at = optional_string(event, "created_at")
+    email_created_at = optional_string(data, "created_at", "data.created_at")
+    email_id = optional_string(data, "email_id", "data.email_id")
     recipients = _recipients(data.get("to"))
     kind, description = rule
     if kind in RECIPIENT_KINDS and len(recipients) > 1:
@@ -210,18 +207,6 @@ def _bounce_rule(data: object) -> tuple[BounceKind, str]:
     return rule
 
 
-def _a(value: object) -> str:
-    return article(json_type(value))
-
-
-def _string(data: Mapping[str, Any], name: str, shown: str) -> str | None:
-    """A field that identifies the event: absent (or null), or a string."""
-    value = data.get(name)
-    if value is None or type(value) is str:
-        return value
-    raise PayloadError(f"field {shown} must be a string, not {_a(value)}")
-
-
 def _recipients(to: object) -> list[str]:
     """The addresses of ``data.to`` (an array of strings, or one string), each once."""
     if to is None:
@@ -231,11 +216,11 @@ def _recipients(to: object) -> list[str]:
     elif type(to) is tuple:
         entries = to
     else:
-        raise PayloadError(f"field data.to must be an array of strings, not {_a(to)}")
+        raise PayloadError(f"field data.to must be an array of strings, not {a(to)}")
     found: dict[str, str] = {}
     for entry in entries:
         if type(entry) is not str:
-            raise PayloadError(f"field data.to must hold strings, not {_a(entry)}")
+            raise PayloadError(f"field data.to must hold strings, not {a(entry)}")
         # "Ann <ann@example.com>" and "a@x, b@y" are read as addresses; an entry
         # that holds none is kept as written, so that it still counts.
         addresses = [a for _, a in getaddresses([entry]) if "@" in a] or [entry.strip()]
@@ -285,7 +270,7 @@ def _text(value: object) -> str:
         return value
     if value is None:
         return ""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=dict)
+    return compact_json(value)
 
 
 def _diagnostic(event_type: str, data: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -309,13 +294,12 @@ def _diagnostic(event_type: str, data: Mapping[str, Any]) -> tuple[str, str | No
         for code in codes:
             if type(code) is str and code.strip():
                 lines.append(code.strip())
-                found = _ENHANCED_STATUS.search(code)
-                if smtp_status is None and found is not None:
-                    smtp_status = found.group(1)
+                if smtp_status is None:
+                    smtp_status = enhanced_status(code)
     return "\n".join(lines), smtp_status
 
 
 def _dedup_id(
     event_type: str, created_at: str | None, email_id: str | None, recipients: list[str]
 ) -> str:
-    return json.dumps([event_type, created_at, email_id, recipients], ensure_ascii=False)
+    return identity_json([event_type, created_at, email_id, recipients])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,9 +35,9 @@ from bounce_middleware.signatures.sendgrid import (
     load_sendgrid_keys,
     verify_sendgrid,
 )
-from bounce_middleware.text import article
 
-from .base import POST_ONLY, BasicCredentials, Parsed, json_type
+from .base import POST_ONLY, BasicCredentials, Parsed
+from .fields import a, check_strings, not_an_object, unix_time
 from .json_batch import event_body, freeze_event, load_json_array, parse_event_list
 
 if TYPE_CHECKING:
@@ -113,7 +113,6 @@ _STRING_FIELDS = (
     "email", "sg_event_id", "sg_message_id", "smtp-id", "reason", "response", "status", "type",
     "bounce_classification",
 )  # fmt: skip
-_MAX_TIMESTAMP_DIGITS = 13
 
 
 class SendGrid:
@@ -205,13 +204,13 @@ def parse_sendgrid(body: bytes) -> Parsed:
 def _event(item: Any, check_surrogates: bool) -> Bounce | str:
     """One event: a Bounce to dispatch, or the name of an acknowledged event."""
     if type(item) is not MappingProxyType:
-        raise PayloadError(f"an event is {article('JSON ' + json_type(item))}, not an object")
+        raise not_an_object(item)
     data: Mapping[str, Any] = item
     event = data.get("event")
     if event is None:
         raise PayloadError("required field event is missing")
     if type(event) is not str:
-        raise PayloadError(f"field event must be a string, not {article(json_type(event))}")
+        raise PayloadError(f"field event must be a string, not {a(event)}")
     name = event.lower()
     rule = EVENT_KINDS.get(name)
     if rule is None:
@@ -222,10 +221,7 @@ def _event(item: Any, check_surrogates: bool) -> Bounce | str:
         else:
             return name
     get = data.get
-    for field in _STRING_FIELDS:
-        value = get(field)
-        if value is not None and type(value) is not str:
-            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+    check_strings(data, _STRING_FIELDS)
     email = get("email")
     if not email:
         raise PayloadError("required field email is missing or empty")
@@ -286,18 +282,7 @@ def _tags(category: Any) -> tuple[str, ...]:
 
 def _timestamp(value: Any) -> datetime | None:
     """When it happened: Unix seconds (an integer; a digit string in one docs sample)."""
-    if value is None:
-        return None
-    if type(value) is str and value.isascii() and value.isdigit():
-        if len(value) > _MAX_TIMESTAMP_DIGITS:
-            raise PayloadError("field timestamp is out of range")
-        value = int(value)
-    if type(value) is not int and not (type(value) is float and math.isfinite(value)):
-        raise PayloadError("field timestamp must be a Unix time in seconds")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise PayloadError("field timestamp is out of range") from None
+    return unix_time(value, "timestamp", digit_strings=True, name_type=False)
 
 
 def _metadata(data: Mapping[str, Any]) -> Mapping[str, str]:

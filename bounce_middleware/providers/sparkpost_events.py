@@ -10,18 +10,15 @@ bounce classification codes (``docs/providers.md``, "SparkPost").
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
-from bounce_middleware.text import article
 
-from .base import holds_surrogate, json_type
+from .base import holds_surrogate
+from .fields import a, check_strings, identity_json, not_an_object, unix_time
 from .json_batch import event_body, freeze_event
 
 K = BounceKind
@@ -82,7 +79,6 @@ PING_ACK = "ping"
 _STRING_FIELDS = ("raw_rcpt_to", "rcpt_to", "raw_reason", "reason")
 _ID_FIELDS = ("event_id", "transmission_id", "message_id", "error_code")
 _MAX_CLASS_DIGITS = 6
-_MAX_TIMESTAMP_DIGITS = 13
 
 
 def is_ping(item: Any) -> bool:
@@ -101,19 +97,19 @@ def read_event(item: Any, check_surrogates: bool, received: bytes | None = None)
     :class:`PayloadError` to refuse this element alone.
     """
     if type(item) is not MappingProxyType:
-        raise PayloadError(f"an event is {article('JSON ' + json_type(item))}, not an object")
+        raise not_an_object(item)
     msys = item.get("msys")
     if msys is None:
         raise PayloadError("required field msys is missing")
     if type(msys) is not MappingProxyType:
-        raise PayloadError(f"field msys must be an object, not {article(json_type(msys))}")
+        raise PayloadError(f"field msys must be an object, not {a(msys)}")
     if not msys:
         return PING_ACK
     if len(msys) != 1:
         raise PayloadError(f"field msys holds {len(msys)} event classes; SparkPost sends one")
     [(event_class, event)] = msys.items()
     if type(event) is not MappingProxyType:
-        raise PayloadError(f"the event in msys is {article(json_type(event))}, not an object")
+        raise PayloadError(f"the event in msys is {a(event)}, not an object")
     data: Mapping[str, Any] = event
     event_type = data.get("type")
     if event_type is None:
@@ -121,7 +117,7 @@ def read_event(item: Any, check_surrogates: bool, received: bytes | None = None)
             return RELAY_CLASS  # inbound mail (no type): this route's concern is bounces
         raise PayloadError("required field type is missing")
     if type(event_type) is not str:
-        raise PayloadError(f"field type must be a string, not {article(json_type(event_type))}")
+        raise PayloadError(f"field type must be a string, not {a(event_type)}")
     name = event_type.lower()
     if name in CLASSIFIED_EVENTS:
         kind, description = _classified(CLASSIFIED_EVENTS[name], data.get("bounce_class"))
@@ -151,15 +147,13 @@ def _bounce(
     received: bytes | None,
 ) -> Bounce:
     get = data.get
-    for field in _STRING_FIELDS:
-        value = get(field)
-        if value is not None and type(value) is not str:
-            raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
+    check_strings(data, _STRING_FIELDS)
     ids = {field: _id_text(field, get(field)) for field in _ID_FIELDS}
     email = get("raw_rcpt_to") or get("rcpt_to")
     if not email:
         raise PayloadError("required field rcpt_to is missing or empty")
-    bounced_at = _timestamp(get("timestamp"))
+    # Unix seconds as a digit string, as SparkPost sends it (a number is accepted too).
+    bounced_at = unix_time(get("timestamp"), "timestamp", digit_strings=True)
     if check_surrogates and holds_surrogate(item):
         raise PayloadError("event holds an unpaired UTF-16 surrogate escape")
     raw = freeze_event(data, check_surrogates=False)
@@ -238,23 +232,7 @@ def _id_text(field: str, value: Any) -> str | None:
         return value
     if type(value) is int:
         return str(value)
-    raise PayloadError(f"field {field} must be a string, not {article(json_type(value))}")
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """When it happened: Unix seconds, a digit string as SparkPost sends it (or a number)."""
-    if value is None:
-        return None
-    if type(value) is str and value.isascii() and value.strip().isdigit():
-        if len(value.strip()) > _MAX_TIMESTAMP_DIGITS:
-            raise PayloadError("field timestamp is out of range")
-        value = int(value)
-    if type(value) is not int and not (type(value) is float and math.isfinite(value)):
-        raise PayloadError("field timestamp must be a Unix time in seconds")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise PayloadError("field timestamp is out of range") from None
+    raise PayloadError(f"field {field} must be a string, not {a(value)}")
 
 
 def _tags(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -296,4 +274,4 @@ def _dedup_id(
     """
     message = ids["message_id"] or ids["transmission_id"]
     recipient = data.get("rcpt_to") or email
-    return json.dumps([message, event_type, timestamp, recipient], separators=(",", ":"))
+    return identity_json([message, event_type, timestamp, recipient])
