@@ -123,7 +123,7 @@ def test_the_fields_of_a_hard_bounce() -> None:
     assert bounce.bounced_at == datetime(2024, 1, 2, 15, 30, 5, 123000, tzinfo=UTC)
     assert bounce.tags == ("signup", "eu")
     assert bounce.metadata == {}
-    assert bounce.smtp_status is None
+    assert bounce.smtp_status == "5.1.1"  # the enhanced status code in reason
     assert bounce.raw["subject"] == "Welcome"
     assert bounce.raw["tags"] == ("signup", "eu")  # read-only all the way down
 

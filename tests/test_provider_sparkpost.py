@@ -191,7 +191,8 @@ def test_the_fields_of_a_bounce() -> None:
     assert bounce.message_id == "30241117392651264"  # the Transmissions API's id
     assert bounce.raw["message_id"] == "0e0d94b7a85e4fc2b8a1"  # SparkPost's own, in raw
     assert bounce.details == EVENT["raw_reason"]
-    assert bounce.smtp_status == "552"
+    # The enhanced status code, as every provider's smtp_status; error_code stays in raw.
+    assert bounce.smtp_status == "5.2.2" and bounce.raw["error_code"] == "552"
     assert bounce.tags == ("newsletter", "eu", "spring-launch")
     assert dict(bounce.metadata) == {"user_id": "1001", "plan": "pro"}
     assert bounce.raw["rcpt_tags"] == ("newsletter", "eu")  # read-only all the way down
@@ -215,7 +216,8 @@ def test_fallbacks_when_optional_fields_are_missing() -> None:
     assert bounce.email == "ann.lee@mail.example"
     assert bounce.details == EVENT["reason"]
     assert bounce.tags == () and dict(bounce.metadata) == {}
-    assert bounce.message_id is None and bounce.smtp_status is None and bounce.bounced_at is None
+    assert bounce.message_id is None and bounce.bounced_at is None
+    assert bounce.smtp_status == "5.2.2"  # from reason, without raw_reason or error_code
     assert one(raw_reason=None, reason=None).details == ""
 
 
@@ -231,9 +233,26 @@ def test_liberal_where_sparkpost_might_vary() -> None:
     )
     assert bounce.bounced_at == datetime(2024, 4, 5, 19, 34, 38, tzinfo=UTC)
     assert bounce.id == "84211376599012345" and bounce.message_id == "30241117392651264"
-    assert bounce.smtp_status == "552"
+    assert bounce.smtp_status == "5.2.2" and bounce.raw["error_code"] == 552
     assert bounce.tags == ("solo",) and dict(bounce.metadata) == {}
     assert one(rcpt_tags=["a", 3, None, "", "b"]).tags == ("a", "b", "spring-launch")
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"raw_reason": "550 5.1.1 <ann@mail.example>: Recipient address rejected"}, "5.1.1"),
+        ({"raw_reason": None, "reason": "554 5.7.1 blocked (from a.b.c.d)"}, "5.7.1"),
+        ({"raw_reason": "1902 Generation rendering failed", "error_code": "1902"}, None),
+        ({"raw_reason": "421 deferred - 4.16.55.1", "error_code": "421"}, None),
+        ({"raw_reason": None, "reason": None}, None),
+        ({"error_code": {"odd": True}}, "5.2.2"),  # not read: left in raw
+    ],
+)
+def test_the_smtp_status_is_the_enhanced_code_of_the_reason_never_error_code(
+    fields: dict[str, Any], status: str | None
+) -> None:
+    assert one(**fields).smtp_status == status
 
 
 def test_an_event_without_event_id_is_keyed_by_message_type_time_and_recipient() -> None:

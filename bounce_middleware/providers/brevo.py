@@ -21,9 +21,10 @@ key is ``brevo:dedup-sha256:<digest>``: a retried event is applied once.
 some doc samples, told apart by magnitude), else ``ts_event`` or ``ts``;
 ``date`` is in the account's timezone and stays in ``raw``. ``message_id`` is
 ``message-id`` (with its ``<>``); ``details`` is ``reason`` without its leading
-space; ``tags`` come from ``tags`` or from ``tag`` (a JSON-encoded list, one tag,
-or a template's name); ``metadata`` from ``X-Mailin-custom``: a JSON object of
-strings is the metadata, anything else is kept whole under the key
+space, and ``smtp_status`` the enhanced status code in it (``"5.1.1"``), if
+any; ``tags`` come from ``tags`` or from ``tag`` (a JSON-encoded list, one
+tag, or a template's name); ``metadata`` from ``X-Mailin-custom``: a JSON
+object of strings is the metadata, anything else is kept whole under the key
 ``"X-Mailin-custom"``.
 
 **Answers.** Brevo retries only timeouts, connection errors and 429, four times

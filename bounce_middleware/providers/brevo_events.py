@@ -17,7 +17,7 @@ from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
 
 from .base import JSON_DECODER, holds_surrogate
-from .fields import a, check_strings, identity_json, not_an_object, unix_time
+from .fields import a, check_strings, enhanced_status, identity_json, not_an_object, unix_time
 from .json_batch import event_body, freeze_event
 
 __all__ = ["ACKNOWLEDGED_EVENTS", "EVENT_KINDS", "METADATA_KEY", "read_event"]
@@ -107,6 +107,7 @@ def read_event(item: Any, check_surrogates: bool, received: bytes = b"") -> Boun
         message_id=message_id,
         description=description,
         details=reason.strip(),  # Brevo may start it with a space
+        smtp_status=enhanced_status(reason),  # " 550 5.1.1 ..."
         tags=tags,
         metadata=_metadata(get(METADATA_KEY)),
         raw=data,

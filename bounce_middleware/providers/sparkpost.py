@@ -19,9 +19,10 @@ samples give one ``event_id`` to a batch's distinct events; without an
 case); ``message_id`` is ``transmission_id``, the id SparkPost's
 Transmissions API answered (SparkPost's own ``message_id`` stays in
 ``raw``); ``type`` is the event type; ``details`` is ``raw_reason`` or
-``reason`` (IPs masked); ``smtp_status`` is ``error_code`` as given (the
-SMTP reply code of a bounce, ``"554"``; SparkPost's own code on a generation
-failure); ``tags`` are ``rcpt_tags`` then ``campaign_id``;
+``reason`` (IPs masked); ``smtp_status`` is the enhanced status code in that
+text (``"5.1.1"``), if any (``error_code``, the SMTP reply code ``"554"`` or
+SparkPost's own code on a generation failure, stays in ``raw``); ``tags`` are
+``rcpt_tags`` then ``campaign_id``;
 ``metadata`` are the string values of ``rcpt_meta``; ``raw`` is the event
 inside ``msys`` (its class, e.g. ``message_event``, is in ``body``).
 """

@@ -18,7 +18,7 @@ from bounce_middleware.errors import PayloadError
 from bounce_middleware.model import EMPTY_MAPPING, Bounce, BounceKind
 
 from .base import holds_surrogate
-from .fields import a, check_strings, identity_json, not_an_object, unix_time
+from .fields import a, check_strings, enhanced_status, identity_json, not_an_object, unix_time
 from .json_batch import event_body, freeze_event
 
 K = BounceKind
@@ -77,7 +77,9 @@ PING_ACK = "ping"
 #: Fields copied into a Bounce must be strings (ids may be integer-like); the others
 #: (tags, metadata, fbtype) only add to it, and what is unreadable there stays in ``raw``.
 _STRING_FIELDS = ("raw_rcpt_to", "rcpt_to", "raw_reason", "reason")
-_ID_FIELDS = ("event_id", "transmission_id", "message_id", "error_code")
+#: ``error_code`` (the SMTP reply code, "554", or SparkPost's own, "1902") is not read:
+#: it stays in ``raw``; ``smtp_status`` is the enhanced status code of ``raw_reason``.
+_ID_FIELDS = ("event_id", "transmission_id", "message_id")
 _MAX_CLASS_DIGITS = 6
 
 
@@ -158,6 +160,7 @@ def _bounce(
         raise PayloadError("event holds an unpaired UTF-16 surrogate escape")
     raw = freeze_event(data, check_surrogates=False)
     event_id = ids["event_id"]
+    details = get("raw_reason") or get("reason") or ""
     return Bounce(
         provider="sparkpost",
         id=event_id,
@@ -167,8 +170,8 @@ def _bounce(
         bounced_at=bounced_at,
         message_id=ids["transmission_id"],
         description=description,
-        details=get("raw_reason") or get("reason") or "",
-        smtp_status=ids["error_code"],
+        details=details,
+        smtp_status=enhanced_status(details),
         tags=_tags(raw),
         metadata=_metadata(get("rcpt_meta")),
         raw=raw,
