@@ -15,6 +15,7 @@ from typing import Any
 
 from bounce_middleware.errors import PayloadError, StoreUnavailable, TemporaryFailure
 from bounce_middleware.providers import Parsed, Provider
+from bounce_middleware.reparse import NotReplayable, providers_named, stored_event
 from bounce_middleware.request import post
 from bounce_middleware.store import Record, Store
 
@@ -157,43 +158,24 @@ def _parse(provider: Provider, body: bytes) -> Parsed:
 def replay_event(middleware: AnyMiddleware, record: Record, *, dry_run: bool) -> tuple[bool, str]:
     """Replay one stored event; return whether it is (or would be) finished, and a line."""
     label = f"{printable(record.key)} {printable(record.type)} {printable(record.email)}"
-    if not record.body:
-        return False, f"{label}: skipped, the store kept no body for it"
-    providers = _routes_of(middleware, record.provider)
-    if not providers:
-        return False, f"{label}: skipped, {_no_route(middleware, record)}"
-    event = None
-    refusal = ""
-    for provider in providers:  # several routes of one provider: the one that knows it
-        try:
-            parsed = _parse(provider, record.body)
-        except (PayloadError, TemporaryFailure) as exc:
-            refusal = refusal or exc.reason
-            continue
-        event = next((e for e in parsed.events if e.key == record.key), None)
-        if event is not None:
-            break
-    if event is None and refusal:
-        return False, f"{label}: skipped, its stored body does not parse: {printable(refusal)}"
-    if event is None:
-        return False, f"{label}: skipped, its stored body is not this event"
+    try:
+        event = stored_event(middleware.routes, record)
+    except NotReplayable as exc:
+        return False, f"{label}: skipped, {exc.reason}"
     pending = [
         h.name for h in middleware.handlers if h.wants(event) and h.name not in record.completed
     ]
     names = ", ".join(pending) or "no handler"
     if dry_run:
         return True, f"{label}: would run {names}"
-    answer = middleware.dispatch(event)
+    # Now, in this process, even when the application hands events to a task queue.
+    answer = middleware.deliver(event)
     return answer.status == 200, f"{label}: ran {names} -> {answer.status} {answer.reason}"
 
 
 def _routes_of(middleware: AnyMiddleware, name: str) -> list[Provider]:
     """Every configured provider named ``name`` (two SES routes for two accounts...)."""
-    found: dict[int, Provider] = {}
-    for provider in middleware.routes.values():
-        if provider.name == name:
-            found.setdefault(id(provider), provider)
-    return list(found.values())
+    return providers_named(middleware.routes, name)
 
 
 def _no_route(middleware: AnyMiddleware, record: Record) -> str:
