@@ -13,6 +13,7 @@ import pytest
 from bounce_middleware import BounceKind, ConfigurationError
 from bounce_middleware.providers import Provider
 from bounce_middleware.providers.brevo import Brevo, parse_brevo
+from bounce_middleware.samples import basic_auth_header
 from bounce_middleware.samples.brevo import (
     SAMPLE_KINDS,
     WEBHOOK_ID,
@@ -152,5 +153,10 @@ def test_sample_request_sends_the_bearer_token_or_no_authorization() -> None:
     headers, _ = sample_request(email="bob@example.com", secret=None)
     assert headers == {"Content-Type": "application/json"}
     assert brevo_headers(credentials="brevo:pw")["Authorization"] == "Basic YnJldm86cHc="
+    # The shared header builder (UTF-8, RFC 7617), as SparkPost's samples use it.
+    basic = brevo_headers(credentials="brevo:p\u00e4ss:word")["Authorization"]
+    assert basic == basic_auth_header("brevo", "p\u00e4ss:word")
+    with pytest.raises(ValueError, match='credentials must be "user:password"'):
+        brevo_headers(credentials="no-colon")
     with pytest.raises(ValueError, match="not both"):
         brevo_headers(token="t", credentials="brevo:pw")

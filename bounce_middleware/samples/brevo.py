@@ -18,13 +18,14 @@ The field layout follows Brevo's published events (``docs/providers.md``,
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from . import basic_auth_header
 
 __all__ = [
     "SAMPLE_KINDS",
@@ -124,8 +125,10 @@ def brevo_headers(*, token: str | None = None, credentials: str | None = None) -
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     elif credentials is not None:
-        encoded = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        headers["Authorization"] = f"Basic {encoded}"
+        user, sep, password = credentials.partition(":")
+        if not sep:
+            raise ValueError('credentials must be "user:password"')
+        headers["Authorization"] = basic_auth_header(user, password)
     return headers
 
 
