@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .retention import DISORDER, StoreCounts
+from .store import aware
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -65,6 +66,7 @@ def prune(conn: Connection[TupleRow], before: datetime, *, limit: int) -> int:
     """
     if limit < 1:
         return 0
+    before = aware(before)  # naive: UTC, as every store reads it
     horizon = before + DISORDER
     deleted = 0
     after = -(2**63)  # below every bigint id
@@ -103,7 +105,7 @@ def counts(conn: Connection[TupleRow], before: datetime | None, timeout: float) 
     with conn.transaction():
         allowed = math.ceil(max(timeout, COUNT_TIMEOUT) * 1000)
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(allowed),))
-        row = conn.execute(_COUNTS, (before,)).fetchone()
+        row = conn.execute(_COUNTS, (None if before is None else aware(before),)).fetchone()
     assert row is not None  # aggregates always return a row
     events, unfinished, oldest, prunable, rejected, unresolved = row
     return StoreCounts(

@@ -80,11 +80,17 @@ class StoreCounts:
         1 rejected unresolved``."""
         unfinished = f"{self.unfinished:,} unfinished"
         if self.unfinished and self.oldest_unfinished is not None:
-            oldest = self.oldest_unfinished.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            oldest = _utc(self.oldest_unfinished).strftime("%Y-%m-%d %H:%M:%SZ")
             unfinished += f" (oldest received {oldest})"
         rejected = f"{self.rejected_unresolved:,} rejected unresolved"
         events = f"{self.events:,} event{'' if self.events == 1 else 's'}"
         return f"{events}, {unfinished}, {rejected}"
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken as UTC already, as the stores take it
+    (``astimezone`` alone would read it as the host's local time)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @runtime_checkable
@@ -96,7 +102,8 @@ class PrunableStore(Protocol):
         first, with their completions; return how many were deleted.
 
         Never an unfinished event, never a rejected request. One short
-        transaction: :func:`prune` calls it until a call deletes none.
+        transaction: :func:`prune` calls it until a call deletes none. A naive
+        ``before`` is in UTC.
         """
         ...
 
@@ -107,7 +114,8 @@ class CountingStore(Protocol):
 
     def counts(self, *, before: datetime | None = None) -> StoreCounts:
         """Count events, unfinished ones, rejected requests, with ``COUNT`` queries;
-        with ``before``, also the finished events received before it (``prunable``)."""
+        with ``before`` (naive: UTC), also the finished events received before it
+        (``prunable``). ``oldest_unfinished`` is aware."""
         ...
 
 
@@ -172,6 +180,7 @@ def counts_of(store: Store, *, before: datetime | None = None) -> StoreCounts:
     on a large store)."""
     if isinstance(store, CountingStore):
         return store.counts(before=before)
+    before = None if before is None else _utc(before)
     events = store.records(limit=None)
     unfinished = [record.received_at for record in events if not record.finished]
     try:

@@ -135,6 +135,9 @@ def test_a_store_without_counts_is_counted_from_its_records() -> None:
     assert (counted.events, counted.unfinished, counted.rejected_unresolved) == (2, 1, 1)
     assert counted.prunable == 1
     assert counts_of(own).prunable == 0  # type: ignore[arg-type]
+    # A naive cut-off is UTC, as the stores' own counts take it.
+    naive = later.replace(tzinfo=None)
+    assert counts_of(own, before=naive).prunable == 1  # type: ignore[arg-type]
 
 
 def test_the_summary_line() -> None:
@@ -143,6 +146,9 @@ def test_the_summary_line() -> None:
         "12,345 events, 3 unfinished (oldest received 2026-03-04 05:06:07Z), 1 rejected unresolved"
     )
     assert StoreCounts(0, 0, 0, 0).summary() == "0 events, 0 unfinished, 0 rejected unresolved"
+    # A naive time (a store of one's own) is UTC, whatever the host's time zone.
+    naive = StoreCounts(1, 1, 0, 0, oldest.replace(tzinfo=None))
+    assert "(oldest received 2026-03-04 05:06:07Z)" in naive.summary()
 
 
 # -- the walk in order of receipt, on the databases ------------------------------------

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from django.test import override_settings
 
 from bounce_middleware import ClaimState, Store, StoreUnavailable
 from bounce_middleware.retention import (
@@ -129,6 +130,36 @@ def test_a_cut_off_before_every_event_deletes_nothing(store_case: StoreCase) -> 
     assert prunable(store).prune(cut.astimezone(eastern), limit=100) == 0
     assert prunable(store).prune(instant().astimezone(eastern), limit=100) == 1
     assert keys(store) == []
+
+
+# MemoryStore.prune and .counts compare a naive cut-off with their aware times (a
+# TypeError; memory_store.py is not this module's to fix: reported). Strict: the fix
+# turns this into a failure until the mark goes.
+_NAIVE_UNSUPPORTED = pytest.mark.xfail(
+    strict=True, raises=TypeError, reason="MemoryStore compares a naive cut-off with aware times"
+)
+_NAIVE_CASES = [
+    pytest.param(*case.values, marks=[*case.marks, _NAIVE_UNSUPPORTED], id=case.id)
+    if case.values[0] == "memory"
+    else case
+    for case in params()
+]
+
+
+@pytest.mark.parametrize("store_case", _NAIVE_CASES, indirect=True)
+def test_a_naive_cut_off_is_taken_as_utc(store_case: StoreCase) -> None:
+    store = store_case.store
+    finish(store, 1)
+    cut = instant()
+    finish(store, 2)
+    naive = cut.astimezone(UTC).replace(tzinfo=None)
+    # Far from UTC, both for the process (a naive time read as local would move by
+    # hours) and for Django (which reads a naive value in TIME_ZONE).
+    with override_settings(TIME_ZONE="Asia/Kathmandu"):
+        assert time.localtime().tm_gmtoff == 5 * 3600 + 45 * 60
+        assert counted(store, naive).prunable == 1
+        assert prunable(store).prune(naive, limit=10) == 1
+    assert keys(store) == ["postmark:2"]
 
 
 def test_retention_prune_runs_batches_until_nothing_old_is_left(store_case: StoreCase) -> None:

@@ -14,6 +14,7 @@ from django.db import DatabaseError, router, transaction
 from django.db.models import Count, Min, Q
 
 from bounce_middleware.retention import StoreCounts
+from bounce_middleware.store import aware
 
 from .db import store_unavailable
 from .models import BounceEvent, RejectedRequest
@@ -28,7 +29,7 @@ def prune(db: str, before: datetime, *, limit: int) -> int:
     """Delete at most ``limit`` finished events received before ``before``, oldest first."""
     if limit < 1:
         return 0
-    old = Q(finished=True, received_at__lt=before)
+    old = Q(finished=True, received_at__lt=aware(before))  # naive: UTC, not TIME_ZONE
     events = BounceEvent.objects.using(db)
     try:
         doomed = list(
@@ -54,7 +55,8 @@ def counts(using: str | None, before: datetime | None) -> StoreCounts:
         "oldest": Min("received_at", filter=unfinished),
     }
     if before is not None:
-        wanted["prunable"] = Count("id", filter=Q(finished=True, received_at__lt=before))
+        old = Q(finished=True, received_at__lt=aware(before))
+        wanted["prunable"] = Count("id", filter=old)
     try:
         events = BounceEvent.objects.using(db).aggregate(**wanted)
         rejected = RejectedRequest.objects.using(using or router.db_for_read(RejectedRequest))

@@ -46,8 +46,9 @@ def prune(factory: SessionFactory, before: datetime, *, limit: int) -> int:
 def _prune(factory: SessionFactory, before: datetime, limit: int) -> int:
     if limit < 1:
         return 0
-    # Timestamps are compared in UTC: SQLite keeps them as naive UTC text.
-    before = before.astimezone(UTC)
+    # Timestamps are compared in UTC: SQLite keeps them as naive UTC text. A naive
+    # cut-off is UTC too (astimezone alone would read it as the host's local time).
+    before = aware(before).astimezone(UTC)
     with session_scope(factory) as session:
         doomed = _doomed(session, before, limit)
     if not doomed:
@@ -109,7 +110,7 @@ def counts(factory: SessionFactory, before: datetime | None) -> StoreCounts:
     unfinished = BounceEvent.finished.is_(False)
     old: sa.ColumnElement[bool] = sa.false()
     if before is not None:
-        cut = before.astimezone(UTC)
+        cut = aware(before).astimezone(UTC)
         old = sa.and_(BounceEvent.finished.is_(True), BounceEvent.received_at < cut)
     events = sa.select(
         sa.func.count(),
