@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
@@ -26,22 +25,19 @@ from .handlers import Handler, HandlerFunc, TransactionalHandlerFunc, make_handl
 from .handoff import Handoff, hand_off
 from .model import Bounce, BounceKind
 from .providers.base import POST_ONLY, Parsed, Provider
+from .receiver_options import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
+from .receiver_options import body_limits, check_options
 from .refusals import NOT_AUTHENTICATED, Refusals
 from .request import WebhookRequest
 from .scope import DeliveryScope
-from .store import DEFAULT_LEASE_SECONDS, Store, check_store
+from .store import DEFAULT_LEASE_SECONDS, Store
 
 logger = logging.getLogger("bounce_middleware")
 
-#: SendGrid batches reach 768 KB; Postmark's bodies are a few KiB. A provider whose batches
-#: are larger (Mandrill's 1,000 form-encoded events) says so in its ``max_body_size``.
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 #: Every provider's first retry comes later than this anyway.
 DEFAULT_RETRY_AFTER = 60
 
 NOT_FOUND = Answer(404, "no webhook route here")
-_UNEXPECTED = Answer(500, "an unexpected error occurred; retry later")
-_PROVIDER_METHODS = ("name", "methods", "refuse_status", "retry_status", "authenticate", "parse")
 
 
 class Receiver(Refusals):
@@ -80,49 +76,14 @@ class Receiver(Refusals):
         scope: Callable[[], AbstractContextManager[object]] | None = None,
         handoff: Handoff | None = None,
     ) -> None:
-        if not routes:
-            raise ConfigurationError("no routes configured: give routes={path: provider}")
-        for path, provider in routes.items():
-            if not isinstance(path, str) or not path.startswith("/"):
-                raise ConfigurationError(f"a route's path must start with '/', got {path!r}")
-            missing = [m for m in _PROVIDER_METHODS if not hasattr(provider, m)]
-            if missing:
-                raise ConfigurationError(
-                    f"route {path!r}: {type(provider).__name__} is not a provider "
-                    f"(it lacks {', '.join(missing)})"
-                )
-        if max_body_size is not None and max_body_size < 1:
-            raise ConfigurationError("max_body_size must be a positive number of bytes")
-        if not lease_seconds > 0:
-            # A lease of 0 would let a redelivery run the handlers of a running delivery.
-            raise ConfigurationError("lease_seconds must be a positive number of seconds")
-        if retry_after < 0:
-            raise ConfigurationError("retry_after must be a number of seconds, 0 or more")
-        if store is not None:
-            check_store(store)
-        if handoff is not None:
-            if store is None:
-                # The queue carries keys only: the worker reads each event from the store.
-                raise ConfigurationError(
-                    "handoff= needs a store: the webhook records each event there and "
-                    "the worker reads it back by its key"
-                )
-            if not callable(getattr(handoff, "enqueue", None)):
-                raise ConfigurationError(
-                    f"handoff {type(handoff).__name__} has no enqueue(keys) method"
-                )
+        check_options(routes, store, handoff, max_body_size, lease_seconds, retry_after)
         self.routes: dict[str, Provider] = dict(routes)
         self.store = store
         #: The largest body read on every route, when configured; else each route's own.
         self.max_body_size = DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size
         #: The largest body read on each route: ``max_body_size`` when given, else the
         #: default or the provider's own ``max_body_size`` if larger (Mandrill's batches).
-        self.body_limits: dict[str, int] = {
-            path: max_body_size
-            if max_body_size is not None
-            else max(DEFAULT_MAX_BODY_SIZE, getattr(provider, "max_body_size", 0))
-            for path, provider in self.routes.items()
-        }
+        self.body_limits = body_limits(self.routes, max_body_size)
         self._too_large = {
             limit: Answer(413, f"body is larger than {limit} bytes")
             for limit in set(self.body_limits.values())
@@ -196,34 +157,10 @@ class Receiver(Refusals):
         provider = self.routes.get(request.path)
         if provider is None:
             return NOT_FOUND
-        retry_status = provider.retry_status
-        if retry_status is None:
+        if provider.retry_status is None:
             return self._answer(provider, request)
-        try:
-            answer = self._answer(provider, request)
-        except Exception as exc:
-            # A provider that drops an event on any 5xx (Brevo) must not see the server's
-            # 500 for a bug either. Where it happened, not the message: it may quote the body.
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            logger.error(
-                "%s webhook: unexpected %s at %s:%d -> %d",
-                provider.name,
-                type(exc).__name__,
-                where.filename,
-                where.lineno or 0,
-                retry_status,
-            )
-            answer = _UNEXPECTED
-        if answer.status >= 500:
-            # That provider retries only on one status (Brevo: 429): it gets that one, and
-            # with it when to come back (a handler's failure has no Retry-After of its own).
-            logger.info("%s retries only %d: answered it instead of %d", provider.name,
-                        retry_status, answer.status)  # fmt: skip
-            headers = answer.headers
-            if not any(name == "Retry-After" for name, _ in headers):
-                headers = (*headers, *self._retry)
-            return Answer(retry_status, answer.reason, headers)
-        return answer
+        # A provider that drops an event on any 5xx (Brevo) gets its retry status instead.
+        return self._with_retry_status(provider, request, self._answer)
 
     def precheck(self, request: WebhookRequest) -> Answer | None:
         """Run the provider's body-less checks (``check_headers``) before the body is read.

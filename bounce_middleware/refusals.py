@@ -9,6 +9,7 @@ answers for :class:`~bounce_middleware.receiver.Receiver`.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
@@ -23,6 +24,7 @@ from .text import loggable
 logger = logging.getLogger("bounce_middleware")
 
 NOT_AUTHENTICATED = Answer(401, "not authenticated")
+_UNEXPECTED = Answer(500, "an unexpected error occurred; retry later")
 
 
 class Refusals:
@@ -35,6 +37,47 @@ class Refusals:
     _unavailable: Answer
     _retry: tuple[tuple[str, str], ...]
     _unauthorized: dict[str | None, Answer]
+
+    def _with_retry_status(
+        self,
+        provider: Provider,
+        request: WebhookRequest,
+        answer_it: Callable[[Provider, WebhookRequest], Answer],
+    ) -> Answer:
+        """``answer_it``'s answer, its 5xx (and any exception) as the provider's retry status.
+
+        For a provider that retries only on one status and drops an event on any 5xx
+        (Brevo: 429), a bug must not become the server's 500 either.
+        """
+        retry_status = provider.retry_status
+        assert retry_status is not None
+        try:
+            answer = answer_it(provider, request)
+        except Exception as exc:
+            # Where it happened, not the message: the message may quote the body.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            logger.error(
+                "%s webhook: unexpected %s at %s:%d -> %d",
+                provider.name,
+                type(exc).__name__,
+                where.filename,
+                where.lineno or 0,
+                retry_status,
+            )
+            answer = _UNEXPECTED
+        if answer.status < 500:
+            return answer
+        logger.info(
+            "%s retries only %d: answered it instead of %d",
+            provider.name,
+            retry_status,
+            answer.status,
+        )
+        headers = answer.headers
+        if not any(name == "Retry-After" for name, _ in headers):
+            # A handler's failure has no Retry-After of its own: say when to come back.
+            headers = (*headers, *self._retry)
+        return Answer(retry_status, answer.reason, headers)
 
     def _unauthenticated(
         self, provider: Provider, request: WebhookRequest, exc: Unauthorized
