@@ -246,7 +246,6 @@ def test_without_a_message_id_the_deprecated_string_then_the_guid(
         ({"email": None}, "required field email is missing or empty"),
         ({"email": ["a@example.com"]}, "field email must be a string, not an array"),
         ({"error": 5}, "field error must be a string, not a number"),
-        ({"comment": {}}, "field comment must be a string, not an object"),
         ({"hard_bounce": "true"}, "field hard_bounce must be a boolean, not a string"),
         ({"blocked": 1}, "field blocked must be a boolean, not a number"),
         ({"event": None}, "required field event is missing"),
@@ -299,6 +298,20 @@ def test_the_smtp_status_is_the_enhanced_code_in_the_comment(
     comment: str, status: str | None
 ) -> None:
     assert one(dumps(EVENT | {"comment": comment})).smtp_status == status
+
+
+@pytest.mark.parametrize("fields", [{"comment": {}}, {"comment": 550}, {"source": ["JMRPP"]}])
+def test_a_comment_or_source_of_another_type_is_left_in_raw_and_refuses_nothing(
+    fields: dict[str, Any],
+) -> None:
+    # They only describe the event, as other providers' diagnostics do: the bounce counts.
+    base = EVENT | {"comment": None}
+    for event in (base | fields, base | {"event": "spam"} | fields):
+        for bounce in (one(dumps(event)), one(dumps([event]))):
+            assert bounce.kind in (BounceKind.SOFT, BounceKind.COMPLAINT)
+            assert bounce.details == "quota exceeded" and bounce.smtp_status is None
+            [(name, value)] = fields.items()
+            assert bounce.raw[name] == (tuple(value) if type(value) is list else value)
 
 
 def test_tags_and_metadata_are_what_the_sender_attached_and_odd_types_stay_in_raw() -> None:

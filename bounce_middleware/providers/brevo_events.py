@@ -138,18 +138,16 @@ def _tags(tags: Any, tag: Any) -> tuple[str, ...]:
     """``tags`` (a list) when present; else ``tag``, which Brevo fills three ways.
 
     ``tag`` is a JSON-encoded list (``'["welcome","tag2"]'``) when the message had
-    tags, the ``X-Mailin-Tag`` header's single tag, or a template's name.
+    tags, the ``X-Mailin-Tag`` header's single tag, or a template's name. Tags
+    only describe the event: what is not a string is left in ``raw`` only, as
+    a ``tags`` of another JSON type is (``tag`` is read instead).
     """
-    if tags is not None:
-        if type(tags) is str:
-            return (tags,) if tags else ()
-        if type(tags) in (list, tuple) and all(type(t) is str for t in tags):
-            return tuple(tags)
-        raise PayloadError("field tags must be a list of strings")
-    if tag is None or tag == "":
+    if type(tags) is str:
+        return (tags,) if tags else ()
+    if type(tags) is list or type(tags) is tuple:
+        return tuple(t for t in tags if type(t) is str and t)
+    if type(tag) is not str or not tag:
         return ()
-    if type(tag) is not str:
-        raise PayloadError(f"field tag must be a string, not {a(tag)}")
     if tag.startswith("["):
         decoded = _decode(tag)
         if type(decoded) is list and all(type(t) is str for t in decoded):

@@ -119,8 +119,10 @@ OTHER_BLOCKED = (K.UNKNOWN, "Not sent: Mailjet blocked the message without a kno
 #: The name acknowledged for ``blocked`` / ``duplicate in campaign``.
 DUPLICATE = "duplicate_in_campaign"
 
-#: String fields read into a Bounce: any other JSON type there (null aside) refuses the event.
-_STRING_FIELDS = ("email", "error", "error_related_to", "comment", "source")
+#: String fields that decide the kind or identify the event: any other JSON type there
+#: (null aside) refuses the event. ``comment`` and ``source`` only describe it: one of
+#: another type is left in ``raw``.
+_STRING_FIELDS = ("email", "error", "error_related_to")
 #: Flags read to pick the kind: booleans or null.
 _FLAGS = ("hard_bounce", "blocked")
 #: What the sender attached at send (``X-MJ-CustomID``, ``X-MJ-EventPayload``).
@@ -192,7 +194,7 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
     kind, description = rule
     if name == "bounce" and get("blocked") is True:
         description += NOW_BLOCKED
-    comment = get("comment") or ""
+    comment = _text(get("comment"))
     return Bounce(
         provider=PROVIDER,
         id=None,
@@ -202,7 +204,7 @@ def read_event(item: Any, check_surrogates: bool) -> Bounce | str:
         bounced_at=bounced_at,
         message_id=message_id,
         description=description,
-        details=comment or get("error") or get("error_related_to") or get("source") or "",
+        details=comment or get("error") or get("error_related_to") or _text(get("source")),
         smtp_status=enhanced_status(comment),
         tags=_tags(get("customcampaign")),
         metadata=_metadata(data),
@@ -234,6 +236,10 @@ def _blocked_rule(data: Mapping[str, Any]) -> tuple[BounceKind, str] | None:
 
 def _lower(value: Any) -> str:
     return value.strip().lower() if type(value) is str else ""
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else ""
 
 
 def _message_id(data: Mapping[str, Any]) -> str | None:
