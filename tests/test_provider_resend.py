@@ -239,8 +239,16 @@ def test_a_recipient_may_come_as_a_string_or_with_a_display_name() -> None:
     # The same address twice is one recipient: the bounce is hers.
     bounce = bounce_of(event(to=["ann@example.com", "ANN@example.com"]))
     assert (bounce.kind, bounce.email) == ("hard", "ann@example.com")
-    bounce = bounce_of(event(to=[]))
-    assert (bounce.kind, bounce.email) == ("hard", "")
+
+
+@pytest.mark.parametrize("to", [[], None, "", [""], [" "], ["", " "]])
+@pytest.mark.parametrize("kind", ["email.bounced", "email.complained", "email.failed"])
+def test_an_event_without_a_recipient_is_refused_as_other_providers_refuse_one(
+    kind: str, to: Any
+) -> None:
+    # Dispatched with email "" it would reach handlers that look the address up.
+    with pytest.raises(PayloadError, match="^required field data.to is missing or empty$"):
+        parse(event(kind, to=to))
 
 
 @pytest.mark.parametrize(

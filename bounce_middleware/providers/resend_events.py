@@ -144,6 +144,8 @@ def _parse_event(
     email_created_at = optional_string(data, "created_at", "data.created_at")
     email_id = optional_string(data, "email_id", "data.email_id")
     recipients = _recipients(data.get("to"))
+    if not recipients:  # as every provider: an event about nobody can flag nobody
+        raise PayloadError("required field data.to is missing or empty")
     kind, description = rule
     if kind in RECIPIENT_KINDS and len(recipients) > 1:
         description = (
@@ -158,7 +160,7 @@ def _parse_event(
             Bounce(
                 provider=PROVIDER,
                 id=msg_id,
-                email=recipients[0] if recipients else "",
+                email=recipients[0],
                 kind=kind,
                 type=event_type,
                 bounced_at=_moment(created_at) or _moment(email_created_at),
