@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.cli_project import any_project as any_project  # noqa: F401 - fixture
 from tests.cli_project import project as project  # noqa: F401
 from tests.django_app.support import ALIASES
 from tests.store_apps import LEASE, make_bounce
+from tests.test_cli_ops import KEPT_HINT
 
 DATE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
 
@@ -165,6 +167,53 @@ def test_a_store_of_ones_own_without_prune_is_refused_and_still_counted(
     assert capsys.readouterr().err.startswith("store: 2 events, 1 unfinished (oldest received ")
 
 
+NAIVE_COUNTS_APP = (
+    OLD_STORE_APP
+    + """
+import dataclasses
+
+
+class NaiveCountsStore(OldStore):
+    # A store of one's own over a database that hands its UTC times back naive.
+    def prune(self, before, *, limit):
+        return self.inner.prune(before, limit=limit)
+
+    def counts(self, *, before=None):
+        counts = self.inner.counts(before=before)
+        oldest = counts.oldest_unfinished.replace(tzinfo=None)
+        return dataclasses.replace(counts, oldest_unfinished=oldest)
+
+
+app = BounceMiddleware(
+    site, routes={"/hook": Postmark(credentials=["u:pw"])}, store=NaiveCountsStore()
+)
+"""
+)
+
+
+def test_prune_takes_a_naive_oldest_unfinished_time_as_utc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "naive_counts_app_for_cli_tests.py").write_text(NAIVE_COUNTS_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BOUNCE_STORE", raising=False)
+    try:
+        store = importlib.import_module("naive_counts_app_for_cli_tests").app.store
+        stuck = store.claim(make_bounce(1), lease_seconds=LEASE)
+        store.release(stuck, finished=False)
+        [record] = store.records()
+        spec = "naive_counts_app_for_cli_tests:app"
+        for dry_run in ([], ["--dry-run"]):
+            assert main(["prune", "--older-than", "90d", "--app", spec, *dry_run]) == 0
+            err = capsys.readouterr().err
+            assert err == (
+                f"store: 1 event, 1 unfinished (oldest received "
+                f"{record.received_at:%Y-%m-%d %H:%M:%S}Z), 0 rejected unresolved\n"
+            )
+    finally:
+        sys.modules.pop("naive_counts_app_for_cli_tests", None)
+
+
 DJANGO_APP = """
 from bounce_middleware import BounceMiddleware
 from bounce_middleware.adapters.django.store import DjangoStore
@@ -217,5 +266,63 @@ def test_prune_and_list_app_on_the_django_store(
         out, err = capsys.readouterr()
         assert "postmark:2" in out and "postmark:3" not in out
         assert err.startswith("store: 2 events, 1 unfinished")
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_prune_on_a_django_store_without_time_zone_support(
+    alias: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    settings: Any,
+) -> None:
+    """USE_TZ = False: Django keeps naive times in TIME_ZONE. The store compares them
+    with a cut-off in that zone, and gives its counts back aware (printed in UTC)."""
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from bounce_middleware.adapters.django.models import BounceEvent
+    from bounce_middleware.adapters.django.store import DjangoStore
+
+    settings.TIME_ZONE = "America/New_York"
+    settings.USE_TZ = False
+    name = f"django_naive_app_for_cli_ops_{alias}"
+    (tmp_path / f"{name}.py").write_text(DJANGO_APP.format(alias=alias))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BOUNCE_STORE", raising=False)
+    store = DjangoStore(using=alias)
+    for event_id in (1, 2, 3):
+        claim = store.claim(make_bounce(event_id), lease_seconds=LEASE)
+        store.complete(claim, "notify", finished=event_id != 2)
+    new_york = ZoneInfo("America/New_York")
+    old = datetime.now(UTC) - timedelta(days=100)
+    events = BounceEvent.objects.using(alias)
+    events.filter(key__in=["postmark:1", "postmark:2"]).update(
+        received_at=timezone.make_naive(old, new_york)
+    )
+    # 89 days old in UTC, yet more than 90 days old if its New York time were UTC.
+    recent = datetime.now(UTC) - timedelta(days=90) + timedelta(hours=2)
+    events.filter(key="postmark:3").update(received_at=timezone.make_naive(recent, new_york))
+
+    counts = store.counts(before=datetime.now(UTC) - timedelta(days=90))
+    assert counts.oldest_unfinished == old
+    assert counts.oldest_unfinished.tzinfo is not None
+    assert counts.prunable == 1
+    try:
+        assert main(["prune", "--older-than", "90d", "--app", f"{name}:app", "--dry-run"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("would delete 1 finished event received before ")
+        assert main(["prune", "--older-than", "90d", "--app", f"{name}:app"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("deleted 1 finished event received before ")
+        assert err.splitlines() == [
+            f"store: 2 events, 1 unfinished (oldest received {old:%Y-%m-%d %H:%M:%S}Z), "
+            "0 rejected unresolved",
+            KEPT_HINT,
+        ]
+        assert sorted(events.values_list("key", flat=True)) == ["postmark:2", "postmark:3"]
     finally:
         sys.modules.pop(name, None)

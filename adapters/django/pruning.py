@@ -4,14 +4,20 @@
 oldest finished events through the index in one query, then deletes them by
 id, each ``DELETE`` checking again that the event is finished and old. The
 completions live in the event's own row: they go with it.
+
+With ``USE_TZ = False`` Django keeps naive times in ``TIME_ZONE`` (and refuses
+aware ones on SQLite and MySQL): a cut-off is turned into that zone's naive time
+before the query, and the oldest unfinished time read back is made aware again.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import DatabaseError, router, transaction
 from django.db.models import Count, Min, Q
+from django.utils import timezone
 
 from bounce_middleware.retention import StoreCounts
 from bounce_middleware.store import aware
@@ -25,11 +31,27 @@ __all__ = ["counts", "prune"]
 _CHUNK = 500
 
 
+def _as_stored(moment: datetime) -> datetime:
+    """``moment`` (naive: UTC, as every store takes it) as ``received_at`` is compared:
+    aware with ``USE_TZ``, else naive in ``TIME_ZONE``."""
+    moment = aware(moment)
+    if settings.USE_TZ:
+        return moment
+    return timezone.make_naive(moment, timezone.get_default_timezone())
+
+
+def _as_read(moment: datetime) -> datetime:
+    """A ``received_at`` read back, aware in UTC (naive ones are in ``TIME_ZONE``)."""
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment.astimezone(UTC)
+
+
 def prune(db: str, before: datetime, *, limit: int) -> int:
     """Delete at most ``limit`` finished events received before ``before``, oldest first."""
     if limit < 1:
         return 0
-    old = Q(finished=True, received_at__lt=aware(before))  # naive: UTC, not TIME_ZONE
+    old = Q(finished=True, received_at__lt=_as_stored(before))
     events = BounceEvent.objects.using(db)
     try:
         doomed = list(
@@ -55,7 +77,7 @@ def counts(using: str | None, before: datetime | None) -> StoreCounts:
         "oldest": Min("received_at", filter=unfinished),
     }
     if before is not None:
-        old = Q(finished=True, received_at__lt=aware(before))
+        old = Q(finished=True, received_at__lt=_as_stored(before))
         wanted["prunable"] = Count("id", filter=old)
     try:
         events = BounceEvent.objects.using(db).aggregate(**wanted)
@@ -70,6 +92,6 @@ def counts(using: str | None, before: datetime | None) -> StoreCounts:
         unfinished=events["unfinished"],
         rejected=requests["total"],
         rejected_unresolved=requests["unresolved"],
-        oldest_unfinished=events["oldest"],
+        oldest_unfinished=None if events["oldest"] is None else _as_read(events["oldest"]),
         prunable=events.get("prunable", 0),
     )

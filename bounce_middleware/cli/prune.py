@@ -15,7 +15,7 @@ from bounce_middleware.retention import (
     parse_duration,
     prune_before,
 )
-from bounce_middleware.store import Store
+from bounce_middleware.store import Store, aware
 
 from .common import (
     EXIT_OK,
@@ -112,7 +112,8 @@ def _prune(store: Store, args: argparse.Namespace, before: datetime) -> int:
     except StoreUnavailable as exc:
         raise CommandError(f"cannot prune the store: {exc}") from None
     print_counts(counts)
-    if counts.oldest_unfinished is not None and counts.oldest_unfinished < before:
+    # aware(): a store of one's own may give a naive time back (UTC, as stores take it).
+    if counts.oldest_unfinished is not None and aware(counts.oldest_unfinished) < before:
         print(
             "(unfinished events older than the cut-off are kept: `bounce-middleware replay` "
             "runs their handlers again, `bounce-middleware list --unfinished` shows them)",
