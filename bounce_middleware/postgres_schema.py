@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg.rows import TupleRow
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "ensure_schema"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "ensure_schema", "require_schema"]
 
 #: Version of the tables below (PostgreSQL's own numbering, independent of SQLite's).
 SCHEMA_VERSION = 1
@@ -106,6 +106,16 @@ def ensure_schema(conn: Connection[TupleRow], where: str) -> None:
                     conn.execute(statement)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+
+
+def require_schema(conn: Connection[TupleRow], where: str) -> None:
+    """What a read-only store checks instead of :func:`ensure_schema`: the tables are
+    there, of a version this code knows; it creates nothing."""
+    if schema_version(conn, where) == 0:
+        raise StoreUnavailable(
+            f"{where}: the database has no bounce-middleware tables (in the first schema "
+            "of its search_path); a store opened writable creates them"
+        )
 
 
 def schema_version(conn: Connection[TupleRow], where: str) -> int:

@@ -40,7 +40,7 @@ from . import postgres_retention as retention
 from .errors import ConfigurationError, ImproperlyInstalled
 from .model import Bounce, BounceKind
 from .postgres_connections import ConnectionPool, parse_dsn
-from .postgres_schema import SCHEMA_VERSION, TABLES, ensure_schema
+from .postgres_schema import SCHEMA_VERSION, TABLES, ensure_schema, require_schema
 from .retention import StoreCounts
 from .store import (
     Claim,
@@ -86,7 +86,9 @@ class PostgresStore:
     also each statement's ``statement_timeout``: a claim waiting longer for a
     row another delivery holds is answered 503. ``prepare=False`` turns off
     psycopg's prepared statements, which a PgBouncer before 1.21 in transaction
-    pooling mode cannot keep.
+    pooling mode cannot keep. ``read_only=True`` (for listing and counting) creates
+    no tables, refusing a database without them, and runs every statement in a
+    read-only transaction: the server refuses any write.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class PostgresStore:
         pool_size: int = DEFAULT_POOL_SIZE,
         timeout: float = DEFAULT_TIMEOUT,
         prepare: bool = True,
+        read_only: bool = False,
     ) -> None:
         try:
             import psycopg
@@ -112,6 +115,7 @@ class PostgresStore:
         self.pool_size = pool_size
         self.timeout = float(timeout)
         self.prepare = prepare
+        self.read_only = read_only
         shown = {k: v for k, v in params.items() if k in ("host", "port", "dbname", "user")}
         self._shown = psycopg.conninfo.make_conninfo("", **shown)
         place = f"{params.get('host', '')}:{params.get('port', '')}/{params.get('dbname', '')}"
@@ -122,7 +126,8 @@ class PostgresStore:
         )
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self._shown!r})"
+        mode = ", read_only=True" if self.read_only else ""
+        return f"PostgresStore({self._shown!r}{mode})"
 
     def _connect(self) -> Connection[TupleRow]:
         import psycopg
@@ -135,7 +140,11 @@ class PostgresStore:
                 "SELECT set_config('statement_timeout', %s, false)",
                 (str(math.ceil(self.timeout * 1000)),),
             )
-            ensure_schema(conn, self._where)
+            if self.read_only:
+                conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
+                require_schema(conn, self._where)
+            else:
+                ensure_schema(conn, self._where)
         except BaseException:
             conn.close()
             raise

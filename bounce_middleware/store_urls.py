@@ -12,8 +12,9 @@ from .memory_store import MemoryStore
 from .store import Store
 
 
-def open_store(url: str) -> Store:
-    """Open a store from a URL.
+def open_store(url: str, *, read_only: bool = False) -> Store:
+    """Open a store from a URL; ``read_only=True`` opens an existing SQLite or PostgreSQL
+    store for reading (creating, upgrading and writing nothing), whatever the URL says.
 
     ``memory://``, or SQLAlchemy's SQLite convention: ``sqlite:///relative.sqlite3``
     (resolved against the current directory), ``sqlite:////absolute.sqlite3``.
@@ -39,6 +40,8 @@ def open_store(url: str) -> Store:
         if not path:
             raise ConfigurationError("store URL sqlite:/// needs a file path after the third slash")
         options = _sqlite_options(query)
+        if read_only:
+            options["read_only"] = True
         return SQLiteStore(path, **options)
     if _POSTGRES.match(url):
         from .postgres_connections import refuse_unencoded
@@ -46,7 +49,7 @@ def open_store(url: str) -> Store:
 
         refuse_unencoded(url)  # before urlsplit reads a '?' of the password as the query
         dsn, options = _postgres_options(_POSTGRES.sub("postgresql://", url, count=1))
-        return PostgresStore(dsn, **options)
+        return PostgresStore(dsn, read_only=read_only, **options)
     raise ConfigurationError(
         f"unsupported store URL {url.split(':', 1)[0]!r}: use memory://, sqlite:///path "
         "or postgresql://user@host/dbname"

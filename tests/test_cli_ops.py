@@ -245,3 +245,35 @@ def test_a_store_that_cannot_be_written_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("bounce-middleware prune: error: cannot prune the store: PostgreSQL")
     assert "secret-pw" not in err and err.count("\n") == 1
+
+
+def test_a_dry_run_leaves_an_old_sqlite_file_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_sqlite_upgrade import make_v1_file, schema_of
+
+    path = tmp_path / "bounces.sqlite3"
+    make_v1_file(path)
+    before = schema_of(path)
+
+    assert main(["prune", "--older-than", "90d", "--store", f"sqlite:///{path}", "--dry-run"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("bounce-middleware prune: error: cannot read the store: ")
+    assert "open it once writable" in err and err.count("\n") == 1
+    # Opened read-only: not upgraded, nothing created.
+    assert schema_of(path) == before and before[0] == 1
+
+
+def test_a_dry_run_creates_no_tables_in_a_postgresql_database(
+    postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = postgres.url(postgres.create_database("dry_run"))
+
+    assert main(["prune", "--older-than", "90d", "--store", url, "--dry-run"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("bounce-middleware prune: error: cannot read the store: PostgreSQL ")
+    assert "no bounce-middleware tables" in err and err.count("\n") == 1
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('bounce_event')").fetchone() == (None,)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -240,6 +241,29 @@ def test_a_database_of_a_newer_version_is_refused(url: str) -> None:
     with pytest.raises(StoreUnavailable, match="schema version 99 is newer than this"):
         store.claim(make_bounce(1), lease_seconds=LEASE)
     assert query(url, "SELECT count(*) FROM bounce_event") == [(0,)]
+
+
+def test_a_read_only_store_creates_nothing_and_writes_nothing(url: str) -> None:
+    reader = open_store(url, read_only=True)
+    assert isinstance(reader, PostgresStore)
+    assert repr(reader).endswith(", read_only=True)")
+    try:
+        with pytest.raises(StoreUnavailable, match="has no bounce-middleware tables"):
+            reader.records()
+        assert query(url, "SELECT to_regclass('bounce_event')") == [(None,)]
+        writer = PostgresStore(url)
+        writer.complete(writer.claim(make_bounce(1), lease_seconds=LEASE), "a", finished=True)
+        writer.close()
+        # The tables exist now: the reader lists and counts; the server refuses its writes.
+        assert [r.key for r in reader.records()] == ["postmark:1"]
+        assert reader.counts().events == 1
+        with pytest.raises(StoreUnavailable, match=r"claim: ReadOnlySqlTransaction$"):
+            reader.claim(make_bounce(2), lease_seconds=LEASE)
+        with pytest.raises(StoreUnavailable, match=r"prune: ReadOnlySqlTransaction$"):
+            reader.prune(datetime.now(UTC) + timedelta(days=1), limit=10)
+        assert query(url, "SELECT key FROM bounce_event") == [("postmark:1",)]
+    finally:
+        reader.close()
 
 
 # -- row locks, never table locks ----------------------------------------------------

@@ -24,7 +24,8 @@ class CommandError(Exception):
 
 
 def open_existing_store(url: str | None, *, read_only: bool = False) -> Store:
-    """Open the store at ``url``, refusing to create a new SQLite file by mistake."""
+    """Open the store at ``url``, refusing to create a new SQLite file by mistake;
+    ``read_only``: create, upgrade and write nothing (SQLite and PostgreSQL alike)."""
     if not url:
         raise CommandError(
             "no store: pass --store sqlite:///path/to/bounces.sqlite3 (or "
@@ -43,12 +44,8 @@ def open_existing_store(url: str | None, *, read_only: bool = False) -> Store:
                 f"no store file at {str(path)!r} (sqlite:///relative/path, "
                 "sqlite:////absolute/path)"
             )
-        if read_only:
-            from bounce_middleware.sqlite_store import SQLiteStore
-
-            return SQLiteStore(path, read_only=True)
     try:
-        return open_store(url)
+        return open_store(url, read_only=read_only)
     except (ConfigurationError, StoreUnavailable) as exc:
         raise CommandError(str(exc)) from None
 

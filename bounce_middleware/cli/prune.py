@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         raise CommandError(f"--older-than: {exc}") from None
     before = datetime.now(UTC) - age
-    store = chosen_store(args.store, args.app)
+    # A dry run only counts: opened read-only, it never creates tables or upgrades a file.
+    store = chosen_store(args.store, args.app, read_only=args.dry_run)
     try:
         if not isinstance(store, PrunableStore):
             raise CommandError(
