@@ -65,6 +65,10 @@ SELECT CASE WHEN e.finished_at IS NULL THEN 'busy' ELSE 'done' END,
 FROM bounce_event AS e
 WHERE e.key = %(key)s AND NOT EXISTS (SELECT FROM claimed)"""
 
+# nextval is called explicitly because the ids must follow the batch's order while the
+# rows are written in key order: the column's default would number them in key order
+# (a listing, and replay, would then run a batch's events sorted by key). It is why the
+# role needs USAGE on bounce_event_id_seq; an identity default needs no such grant.
 _CLAIM_MANY = f"""WITH batch AS MATERIALIZED (
     SELECT b.*, nextval('bounce_event_id_seq') AS id
     FROM unnest(%(keys)s::text[], %(providers)s::text[], %(emails)s::text[],

@@ -11,9 +11,10 @@ missing, it creates them in one transaction under an advisory
 lock, so that servers starting together queue and whoever comes later finds
 the work done. A database of a newer version is refused (this code cannot know
 what changed). The role needs ``CREATE`` on the schema once, for that first
-start; after it, ``SELECT``, ``INSERT`` and ``UPDATE`` on the tables (and
-``USAGE`` on the id sequence) suffice, ``SELECT`` alone for listing, and
-``DELETE`` on ``bounce_event`` and ``bounce_completion`` for pruning.
+start; after it, ``SELECT``, ``INSERT`` and ``UPDATE`` on the tables and
+``USAGE`` on the sequence ``bounce_event_id_seq`` (which a batch claim calls
+``nextval`` on) suffice, ``SELECT`` alone for listing (``read_only=True``),
+and ``DELETE`` on ``bounce_event`` and ``bounce_completion`` for pruning.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 from . import postgres_claims as claims
 from . import postgres_records as listing
 from . import postgres_retention as retention
-from .errors import ConfigurationError, ImproperlyInstalled
+from .errors import ConfigurationError, ImproperlyInstalled, StoreUnavailable
 from .model import Bounce, BounceKind
 from .postgres_connections import ConnectionPool, parse_dsn
 from .postgres_schema import SCHEMA_VERSION, TABLES, ensure_schema, require_schema
@@ -51,6 +51,7 @@ from .store import (
     storable,
     unavailable,
 )
+from .text import loggable
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -156,7 +157,7 @@ class PostgresStore:
                 return work(conn)
         except self._errors as exc:
             # from None: a chained driver error may quote the statement's parameters.
-            raise unavailable(f"{self._where}: {what}", exc) from None
+            raise _unavailable(f"{self._where}: {what}", exc) from None
 
     # -- the Store protocol -------------------------------------------------
 
@@ -258,3 +259,22 @@ class PostgresStore:
     def close(self) -> None:
         """Close this process's idle connections; a later call opens new ones."""
         self._pool.close()
+
+
+#: The grants the store's role needs after the first start (see postgres_schema).
+GRANTS = (
+    "SELECT, INSERT, UPDATE and DELETE on the tables bounce_event, bounce_completion, "
+    "bounce_rejected and bounce_schema, and USAGE on the sequence bounce_event_id_seq "
+    "(a batch claim draws its ids from it)"
+)
+
+
+def _unavailable(where: str, exc: Exception) -> StoreUnavailable:
+    """:func:`unavailable`, and for a missing privilege the server's line (it names the
+    table, sequence or schema, never a value) and the grants the store needs."""
+    found = unavailable(where, exc)
+    if type(exc).__name__ == "InsufficientPrivilege":
+        denied = getattr(getattr(exc, "diag", None), "message_primary", None) or ""
+        shown = f" ({loggable(denied)})" if denied else ""
+        return StoreUnavailable(f"{found}{shown}: the role needs {GRANTS}")
+    return found
