@@ -15,6 +15,7 @@ from .store import (
     Record,
     Settlement,
     address_key,
+    aware,
     new_token,
     rejected_record,
     rejection_key,
@@ -193,7 +194,11 @@ class MemoryStore:
                 rejection.resolved = True
 
     def prune(self, before: datetime, *, limit: int) -> int:
-        """Forget at most ``limit`` finished events received before ``before``, oldest first."""
+        """Forget at most ``limit`` finished events received before ``before``, oldest first.
+
+        A naive ``before`` is UTC, as on every store.
+        """
+        before = aware(before)
         with self._lock:
             doomed = [
                 key
@@ -206,6 +211,7 @@ class MemoryStore:
 
     def counts(self, *, before: datetime | None = None) -> StoreCounts:
         """How many events, unfinished events and rejected requests the store holds."""
+        before = None if before is None else aware(before)
         with self._lock:
             unfinished = [e.received_at for e in self._events.values() if not e.finished]
             return StoreCounts(

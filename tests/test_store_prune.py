@@ -132,21 +132,7 @@ def test_a_cut_off_before_every_event_deletes_nothing(store_case: StoreCase) -> 
     assert keys(store) == []
 
 
-# MemoryStore.prune and .counts compare a naive cut-off with their aware times (a
-# TypeError; memory_store.py is not this module's to fix: reported). Strict: the fix
-# turns this into a failure until the mark goes.
-_NAIVE_UNSUPPORTED = pytest.mark.xfail(
-    strict=True, raises=TypeError, reason="MemoryStore compares a naive cut-off with aware times"
-)
-_NAIVE_CASES = [
-    pytest.param(*case.values, marks=[*case.marks, _NAIVE_UNSUPPORTED], id=case.id)
-    if case.values[0] == "memory"
-    else case
-    for case in params()
-]
-
-
-@pytest.mark.parametrize("store_case", _NAIVE_CASES, indirect=True)
+@pytest.mark.parametrize("store_case", params(), indirect=True)
 def test_a_naive_cut_off_is_taken_as_utc(store_case: StoreCase) -> None:
     store = store_case.store
     finish(store, 1)
