@@ -286,21 +286,7 @@ def test_a_stale_settlement_finishing_leaves_the_successors_lease(store_case: St
     assert store.claim(make_bounce(1), lease_seconds=LEASE).state is ClaimState.DONE
 
 
-# The adapters' settle_many keep the first token of each key (reported, not yet fixed in
-# adapters/django/batch.py and adapters/sqlalchemy/batch.py): strict, so that the fix
-# turns these into failures until the marks go.
-_KEEPS_FIRST_TOKEN = pytest.mark.xfail(
-    strict=True, reason="the adapter settles only the first claim of each event"
-)
-_SETTLED_TWICE = [
-    pytest.param(*case.values, marks=[*case.marks, _KEEPS_FIRST_TOKEN], id=case.id)
-    if str(case.values[0]).startswith(("django-", "sqlalchemy-"))
-    else case
-    for case in params()
-]
-
-
-@pytest.mark.parametrize("store_case", _SETTLED_TWICE, indirect=True)
+@pytest.mark.parametrize("store_case", params(), indirect=True)
 def test_settling_a_stale_claim_beside_the_current_holder_frees_the_event(
     store_case: StoreCase,
 ) -> None:

@@ -231,12 +231,16 @@ def settle_many(db: str, settlements: Sequence[Settlement], *, prepared: bool) -
     outside a transaction, then end its claim as :meth:`DjangoStore.release` does;
     in one transaction on ``db``, every event in key order."""
     ends: dict[str, tuple[str, str, bool]] = {}
+    others: list[tuple[str, str]] = []  # a key's further claims: their tokens alone
     for settlement in sorted(settlements, key=lambda s: storable(s.claim.key)):
         key = storable(settlement.claim.key)
         names = "".join(handler + "\n" for handler in settlement.completed)
         if key in ends:  # keys the store keeps alike: one row, settled once with both
             token, earlier, finished = ends[key]
             ends[key] = (token, earlier + names, finished or settlement.finished)
+            if settlement.claim.token != token:
+                # Whichever claim holds the lease frees it, as SQLite's release does.
+                others.append((key, settlement.claim.token))
         else:
             ends[key] = (settlement.claim.token, names, settlement.finished)
     if not ends:
@@ -244,12 +248,14 @@ def settle_many(db: str, settlements: Sequence[Settlement], *, prepared: bool) -
     sql = batch_sql(db) if prepared else None
     with transaction.atomic(using=db):
         if sql is not None:
-            sql.settle(db, ends)
+            sql.settle(db, ends, others)
             return
-        _settle_orm(db, ends)
+        _settle_orm(db, ends, others)
 
 
-def _settle_orm(db: str, ends: dict[str, tuple[str, str, bool]]) -> None:
+def _settle_orm(
+    db: str, ends: dict[str, tuple[str, str, bool]], others: Sequence[tuple[str, str]] = ()
+) -> None:
     """:func:`settle_many` through the ORM: a few statements for events settled alike.
 
     First the completions and finishing, whoever holds the lease (as ``complete``
@@ -268,7 +274,7 @@ def _settle_orm(db: str, ends: dict[str, tuple[str, str, bool]]) -> None:
             changes["finished"] = True
         for chunk in _chunks(keys, CHUNK) if changes else ():
             events.filter(key__in=chunk).update(**changes)
-    held = sorted((key, token) for key, (token, _, _) in ends.items())
+    held = sorted([*((key, token) for key, (token, _, _) in ends.items()), *others])
     for pairs in _chunks(held, CHUNK // 2):
         either = functools.reduce(operator.or_, (Q(key=k, lease_token=t) for k, t in pairs))
         events.filter(either).update(lease_expires=None, lease_token="")

@@ -104,16 +104,23 @@ class BatchSQL:
         with connections[db].cursor() as cursor:
             cursor.executemany(sql, params)
 
-    def settle(self, db: str, ends: Ends) -> None:
+    def settle(self, db: str, ends: Ends, others: Sequence[tuple[str, str]] = ()) -> None:
         """Append each event's handlers, finish it, free its lease if the token holds it;
         an event with nothing to record whose lease is not held is left alone."""
         update, where = self._settle("%s", "%s", "%s", "%s")
         sql = f"{update} WHERE {self.key} = %s AND {where}"
         # Placeholders in the order of the SQL: token twice, names, finished, key, writes, token.
-        params = [
-            (token, token, names, finished, key, bool(names) or finished, token)
-            for key, (token, names, finished) in sorted(ends.items())
-        ]
+        params = sorted(
+            [
+                *(
+                    (token, token, names, finished, key, bool(names) or finished, token)
+                    for key, (token, names, finished) in ends.items()
+                ),
+                # A key's further claims free the lease if they hold it; nothing else.
+                *((token, token, "", False, key, False, token) for key, token in others),
+            ],
+            key=lambda row: (row[4], row[0]),
+        )
         with connections[db].cursor() as cursor:
             cursor.executemany(sql, params)
 
@@ -156,7 +163,7 @@ class PostgresBatchSQL(BatchSQL):
             [expires, keys, [tokens[key] for key in keys], now],
         )
 
-    def settle(self, db: str, ends: Ends) -> None:
+    def settle(self, db: str, ends: Ends, others: Sequence[tuple[str, str]] = ()) -> None:
         """Append each event's handlers, finish it, free its lease if the token holds it."""
         keys = sorted(ends)
         self._lock(db, keys)
@@ -173,6 +180,14 @@ class PostgresBatchSQL(BatchSQL):
             f"WHERE {self.key} = batch.batch_key AND {where}",
             [keys, tokens, names, finishes, writes],
         )
+        if others:  # a key's further claims free its lease if they hold it (rows locked above)
+            update, where = self._settle("batch.batch_token", "''", "FALSE", "FALSE")
+            execute(
+                db,
+                f"{update} FROM unnest(%s::text[], %s::text[]) AS batch (batch_key, batch_token) "
+                f"WHERE {self.key} = batch.batch_key AND {where}",
+                [[k for k, _ in others], [t for _, t in others]],
+            )
 
     def _lock(self, db: str, keys: list[str]) -> None:
         # The row locks the UPDATE takes, taken first in key order: an UPDATE ... FROM

@@ -177,12 +177,16 @@ def settle_many(session: orm.Session, settlements: Sequence[Settlement]) -> None
         )
     )
     finishing: dict[str, bool] = {}
-    tokens: dict[str, str] = {}
+    tokens: set[tuple[str, str | None]] = set()
     for settlement in settlements:
         key = storable(settlement.claim.key)
         finishing[key] = finishing.get(key, False) or settlement.finished
-        tokens.setdefault(key, settlement.claim.token)
-    params = [{"event_key": k, "token": tokens[k], "ends": finishing[k]} for k in sorted(tokens)]
+        # Every claim of a key given twice: the one that holds the lease frees it.
+        tokens.add((key, settlement.claim.token))
+    params = [
+        {"event_key": key, "token": token, "ends": finishing[key]}
+        for key, token in sorted(tokens, key=lambda pair: (pair[0], pair[1] or ""))
+    ]
     session.execute(release, params)
 
 
