@@ -175,3 +175,12 @@ def test_the_resend_test_route_prints_a_secret_that_loads_and_accepts_the_sample
     secret = printed.split('Resend(secret="')[1].split('"')[0]
     Resend(secret=secret)  # a placeholder would raise ConfigurationError here
     assert f"--secret {secret}" in printed
+
+
+def test_an_exported_secret_does_not_stop_basic_credentials_from_being_sent(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOUNCE_SECRET", "an-unrelated-exported-token")
+    argv = ["send", server.url("brevo"), "--provider", "brevo", "--user", USER]
+    assert main([*argv, "--password", PASSWORD]) == 0
+    assert len(server.received) == 1

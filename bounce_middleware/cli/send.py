@@ -207,17 +207,20 @@ def _sample(args: argparse.Namespace, provider: SampleProvider, target: Target) 
             f"{provider.label} signs nothing: its route checks HTTP Basic credentials "
             "(--user and --password, or the URL)"
         )
-    if provider.secret in ("key", "token") and not secret:
+    if provider.secret == "token" and secret and target.user:
+        raise CommandError(
+            f"{provider.label} sends Basic credentials or a bearer token, not both: "
+            "give --user and --password, or --secret"
+        )
+    # A token from the environment only when no credentials were given: an exported
+    # BOUNCE_SECRET must not turn a Basic request into a refused one.
+    wants = provider.secret == "key" or (provider.secret == "token" and not target.user)
+    if wants and not secret:
         secret = os.environ.get(SECRET_ENV)
     if provider.secret == "key" and not secret:
         raise CommandError(
             f"no signing key: pass --secret (the route's {provider.label} signing key) "
             f"or set {SECRET_ENV}"
-        )
-    if provider.secret == "token" and secret and target.user:
-        raise CommandError(
-            f"{provider.label} sends Basic credentials or a bearer token, not both: "
-            "give --user and --password, or --secret"
         )
     if provider.secret == "token" and not secret and not target.user:
         raise CommandError(
