@@ -18,6 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bounce_middleware import PayloadError
 from bounce_middleware.providers.base import JSON_DECODER, Parsed
@@ -309,3 +311,23 @@ def test_the_new_providers_write_their_dedup_id_in_one_format() -> None:
 
 def test_the_new_providers_read_no_status_out_of_a_longer_dotted_number() -> None:
     assert _bounces()["resend"].smtp_status is None
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(),
+            st.integers(),
+            st.none(),
+            st.booleans(),
+            st.floats(allow_nan=False),
+            st.lists(st.integers(), max_size=3),
+        ),
+        max_size=5,
+    )
+)
+def test_identity_and_compact_json_write_what_the_json_encoder_writes(values: list[Any]) -> None:
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    assert identity_json(values) == encoder.encode(values)
+    for value in values:
+        assert compact_json(value) == encoder.encode(value)

@@ -132,6 +132,8 @@ def _plain(value: object) -> object:
 # Built once: json.dumps with options builds an encoder per call. Not ASCII-escaped:
 # the text is only digested (a key) or kept as a metadata value, both UTF-8.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain)
+#: The encoder's own string writer (ensure_ascii=False), C-accelerated.
+_encode_string = json.encoder.encode_basestring
 
 
 def compact_json(value: object) -> str:
@@ -140,7 +142,22 @@ def compact_json(value: object) -> str:
     May raise RecursionError for a value nested some hundreds deep: the
     provider's ``parse`` turns it into a PayloadError.
     """
-    return _ENCODER.encode(value)
+    scalar = _scalar_json(value)
+    return scalar if scalar is not None else _ENCODER.encode(value)
+
+
+def _scalar_json(value: object) -> str | None:
+    # What the encoder writes for a string, an integer or a constant, without building an
+    # encoder per call (JSONEncoder.encode does: ~5 µs, twice per event of a batch).
+    if type(value) is str:
+        return _encode_string(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    return None
 
 
 def identity_json(values: Sequence[object]) -> str:
@@ -151,4 +168,7 @@ def identity_json(values: Sequence[object]) -> str:
     SparkPost, Brevo, Resend, Mandrill); the older ones keep their own
     format, so that no stored event is applied again after an upgrade.
     """
-    return _ENCODER.encode(list(values))
+    parts = [_scalar_json(value) for value in values]
+    if None in parts:  # a float, a list, an object: the encoder writes those
+        return _ENCODER.encode(list(values))
+    return "[" + ",".join(parts) + "]"  # type: ignore[arg-type]
