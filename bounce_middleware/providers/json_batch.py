@@ -26,7 +26,6 @@ from .base import (
     Rejection,
     explain_refused_integer,
     freeze_arrays,
-    holds_list,
     holds_surrogate,
     json_type,
     load_json_object,
@@ -166,10 +165,9 @@ def freeze_event(event: Mapping[str, Any], *, check_surrogates: bool) -> Mapping
     """
     if check_surrogates and holds_surrogate(event):
         raise PayloadError("event holds an unpaired UTF-16 surrogate escape")
-    if holds_list(event):
-        frozen: Mapping[str, Any] = freeze_arrays(event)
-        return frozen
-    return event
+    # One pass: freeze_arrays returns a mapping holding no list as it is.
+    frozen: Mapping[str, Any] = freeze_arrays(event)
+    return frozen
 
 
 def event_body(event: Any) -> bytes:
