@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from bounce_middleware.auth import HeaderAuth, bearer_token, token_list
 from bounce_middleware.errors import ConfigurationError, Unauthorized
+from bounce_middleware.header_auth import HeaderAuth, bearer_token, token_list
 from bounce_middleware.request import post
 
 TOKEN = "tok-3b1f0c9a7d2e4f6a8b0c"

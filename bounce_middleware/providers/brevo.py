@@ -42,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
-from bounce_middleware.auth import HeaderAuth
 from bounce_middleware.errors import PayloadError
+from bounce_middleware.header_auth import HeaderAuth
 from bounce_middleware.request import WebhookRequest
 
 from .base import POST_ONLY, Parsed
